@@ -1,0 +1,3 @@
+"""ingest: copy a camera card to several destinations and prove every copy intact."""
+
+__version__ = "0.1.0"

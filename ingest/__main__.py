@@ -1,0 +1,4 @@
+from ingest.cli import main
+
+if __name__ == "__main__":
+    main()

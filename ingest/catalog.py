@@ -1,0 +1,168 @@
+"""Each destination's own SQLite catalog in `<dest>/.ingest/catalog.sqlite`.
+
+A row is written only after its file has been verified, renamed into place and the folder
+fsynced, so no row can point at an incomplete file.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+
+STATE_DIR = ".ingest"
+CATALOG_NAME = "catalog.sqlite"
+SCHEMA_VERSION = 1
+
+# Row statuses that mean "this copy is proven good": a re-run treats them as done.
+GOOD = ("verified", "recopied", "duplicate")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS sessions(
+    id TEXT PRIMARY KEY, command TEXT, source TEXT, source_volume TEXT,
+    started_at TEXT, finished_at TEXT, tool_version TEXT);
+CREATE TABLE IF NOT EXISTS files(
+    id INTEGER PRIMARY KEY,
+    path TEXT UNIQUE NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    xxh3_128 TEXT NOT NULL,
+    kind TEXT,
+    capture_time TEXT,
+    camera_make TEXT,
+    camera_model TEXT,
+    source_volume TEXT,
+    source_path TEXT,
+    session_id TEXT,
+    status TEXT NOT NULL,
+    detail TEXT,
+    ingested_at TEXT NOT NULL,
+    last_verified_at TEXT,
+    last_result TEXT);
+CREATE INDEX IF NOT EXISTS files_hash ON files(xxh3_128);
+CREATE INDEX IF NOT EXISTS files_source ON files(source_path, size, mtime_ns);
+CREATE TABLE IF NOT EXISTS checks(
+    id INTEGER PRIMARY KEY, file_id INTEGER NOT NULL, session_id TEXT, at TEXT NOT NULL,
+    result TEXT NOT NULL, detail TEXT);
+CREATE INDEX IF NOT EXISTS checks_file ON checks(file_id);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    xxh3_128: str
+    kind: str | None
+    capture_time: str | None
+    camera_make: str | None
+    camera_model: str | None
+    source_volume: str | None
+    source_path: str | None
+    session_id: str | None
+    status: str
+    detail: str | None
+    ingested_at: str
+    last_verified_at: str | None
+    last_result: str | None
+
+
+_COLUMNS = ", ".join(Row.__slots__)
+
+
+def catalog_path(dest_root: str) -> str:
+    return os.path.join(dest_root, STATE_DIR, CATALOG_NAME)
+
+
+def db_text(path: str) -> str:
+    """Card names may hold bytes that are not UTF-8 (surrogate-escaped in Python); SQLite
+    stores UTF-8 only, so such bytes are kept as a reversible backslash escape."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+class Catalog:
+    def __init__(self, dest_root: str):
+        os.makedirs(os.path.join(dest_root, STATE_DIR), exist_ok=True)
+        self.path = catalog_path(dest_root)
+        # autocommit off; each write below is its own short transaction
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(_SCHEMA)
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)",
+                        (str(SCHEMA_VERSION),))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # sessions -----------------------------------------------------------------------------
+    def start_session(self, sid: str, command: str, source: str | None, volume: str | None,
+                      started_at: str, version: str) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO sessions VALUES(?,?,?,?,?,?,?)",
+                            (sid, command, source, volume, started_at, None, version))
+
+    def finish_session(self, sid: str, finished_at: str) -> None:
+        with self.db:
+            self.db.execute("UPDATE sessions SET finished_at=? WHERE id=?", (finished_at, sid))
+
+    # files --------------------------------------------------------------------------------
+    def by_hash(self, digest: str) -> list[Row]:
+        cur = self.db.execute(f"SELECT {_COLUMNS} FROM files WHERE xxh3_128=? ORDER BY id",
+                              (digest,))
+        return [Row(*r) for r in cur]
+
+    def by_path(self, path: str) -> Row | None:
+        r = self.db.execute(f"SELECT {_COLUMNS} FROM files WHERE path=?",
+                            (db_text(path),)).fetchone()
+        return Row(*r) if r else None
+
+    def by_source(self, source_path: str, size: int, mtime_ns: int) -> list[Row]:
+        cur = self.db.execute(
+            f"SELECT {_COLUMNS} FROM files WHERE source_path=? AND size=? AND mtime_ns=?",
+            (db_text(source_path), size, mtime_ns))
+        return [Row(*r) for r in cur]
+
+    def all_rows(self) -> list[Row]:
+        return [Row(*r) for r in self.db.execute(f"SELECT {_COLUMNS} FROM files ORDER BY path")]
+
+    def add(self, *, path: str, size: int, mtime_ns: int, digest: str, kind: str,
+            capture_time: str | None, make: str | None, model: str | None,
+            source_volume: str | None, source_path: str | None, session_id: str, status: str,
+            now: str) -> int:
+        with self.db:
+            cur = self.db.execute(
+                "INSERT INTO files(path,size,mtime_ns,xxh3_128,kind,capture_time,camera_make,"
+                "camera_model,source_volume,source_path,session_id,status,ingested_at,"
+                "last_verified_at,last_result) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,"
+                " xxh3_128=excluded.xxh3_128, status=excluded.status, session_id=excluded.session_id,"
+                " last_verified_at=excluded.last_verified_at, last_result=excluded.last_result",
+                (db_text(path), size, mtime_ns, digest, kind, capture_time, make, model,
+                 source_volume, db_text(source_path) if source_path else None, session_id, status,
+                 now, now, "copied"))
+            return cur.lastrowid or self.by_path(path).id
+
+    def set_status(self, path: str, status: str, detail: str | None, now: str,
+                   session_id: str | None = None) -> None:
+        with self.db:
+            self.db.execute(
+                "UPDATE files SET status=?, detail=?, last_verified_at=?, last_result=? "
+                "WHERE path=?", (status, detail, now, status, db_text(path)))
+            row = self.by_path(path)
+            if row:
+                self.db.execute("INSERT INTO checks(file_id,session_id,at,result,detail) "
+                                "VALUES(?,?,?,?,?)", (row.id, session_id, now, status, detail))

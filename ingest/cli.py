@@ -1,0 +1,132 @@
+"""The command line: a thin layer over `ingest.api`. Heavy libraries load only when used."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+EXIT_OK, EXIT_FLAGGED, EXIT_USAGE = 0, 1, 2
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"ingest: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _run(fn):
+    """Turn expected environment errors into one line and exit code 2, never a traceback."""
+    from ingest.layout import LayoutError
+    from ingest.lock import LockedError
+    from ingest.preflight import UsageError
+
+    try:
+        return fn()
+    except (UsageError, LayoutError, LockedError) as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        click.echo("\ningest: interrupted; run the same command again to continue where it "
+                   "stopped", err=True)
+        sys.exit(130)
+    except OSError as e:
+        if os.environ.get("INGEST_DEBUG"):
+            raise
+        _fail(f"{e.strerror or e}{': ' + e.filename if e.filename else ''}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ingest")
+def cli() -> None:
+    """Copy camera cards to several destinations and prove every copy intact.
+
+    \b
+    Exit codes: 0 all files safe, 1 a file needs attention, 2 usage or environment error.
+    """
+
+
+def _jobs(value: int | None) -> int:
+    return value if value and value > 0 else (os.cpu_count() or 1)
+
+
+@cli.command()
+@click.argument("source", type=click.Path())
+@click.argument("destinations", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here (- for stdout).")
+@click.option("--junit", "junit_path", metavar="PATH", help="Write a JUnit XML report here.")
+@click.option("--html", "html_path", metavar="PATH", help="Write the HTML contact sheet here too.")
+@click.option("--layout", default=None, metavar="TEMPLATE",
+              help="Destination layout: a template such as '{year}/{year}-{month}-{day}/{filename}' "
+                   "(the default), or 'mirror' to keep the card's folders.")
+@click.option("--retries", default=2, show_default=True, type=click.IntRange(0, 20),
+              help="Copy again this many times when a copy does not match the card.")
+@click.option("--jobs", type=click.IntRange(1, 256), default=None,
+              help="Decode worker processes (default: number of cores).")
+@click.option("--no-decode", is_flag=True, help="Skip the decode check (hash verification only).")
+@click.option("--no-previews", is_flag=True, help="Do not write JPEG previews.")
+@click.option("--preview-size", default=2048, show_default=True, type=click.IntRange(64, 16384),
+              help="Long edge of previews in pixels.")
+def offload(source, destinations, json_path, junit_path, html_path, layout, retries, jobs,
+            no_decode, no_previews, preview_size):
+    """Copy SOURCE (a card or folder) to every DESTINATION, verify, and report."""
+    from ingest import api
+
+    def go():
+        show = sys.stdout.isatty() and json_path != "-"
+        console = _console()
+        progress = None
+        if show:
+            from ingest.report.terminal import Progress
+
+            progress = Progress(console)
+        with progress or _Null():
+            result = api.offload(
+                source, list(destinations), layout=layout, retries=retries, jobs=_jobs(jobs),
+                decode=not no_decode, previews=not no_previews and not no_decode,
+                preview_size=preview_size, json_path=json_path, junit_path=junit_path,
+                html_path=html_path, progress=progress)
+        if json_path != "-":
+            _summary(result.report, ["ingest", "offload", *sys.argv[2:]], source, destinations,
+                     console if show else _console())
+        return result.exit_code
+
+    sys.exit(_run(go))
+
+
+def _summary(report, rerun, source, destinations, console) -> None:
+    from ingest.report.terminal import render_summary
+
+    flagged = report["summary"]["flagged"]
+    nxt = rerun if flagged else ["ingest", "status", source, *destinations]
+    render_summary(console, report, nxt)
+
+
+class _Null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(), default="ingest-demo")
+@click.option("--jobs", type=click.IntRange(1, 256), default=None)
+def demo(directory, jobs):
+    """Build a sample card with one damaged file in DIRECTORY and offload it to two places."""
+    from ingest.demo import run_demo
+
+    def go():
+        return run_demo(directory, jobs=_jobs(jobs), console=_console())
+
+    sys.exit(_run(go))
+
+
+def main() -> None:
+    cli(prog_name="ingest")

@@ -1,0 +1,132 @@
+"""File-system primitives: read the card read-only, write partials, re-read from disk, commit.
+
+Read-back must come from the disk, not from the page cache, or it proves nothing. On Linux the
+copy is fsynced (so its pages are clean) and then dropped from the cache with
+posix_fadvise(DONTNEED) before it is read again; on macOS the read uses F_NOCACHE. What stays out
+of reach: a drive's own volatile cache, and a controller that lies about fsync. A page that
+another process holds mapped is also not dropped.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from collections.abc import Callable
+
+import xxhash
+
+CHUNK = 4 * 1024 * 1024
+PARTIAL_SUFFIX = ".ingest-partial"
+
+
+def new_hasher():
+    return xxhash.xxh3_128()
+
+
+class FileIO:
+    """The only way the engine touches files; tests wrap it to inject faults."""
+
+    def open_source(self, path: str) -> int:
+        flags = os.O_RDONLY | getattr(os, "O_NOATIME", 0) | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(path, flags)
+        except PermissionError:
+            # O_NOATIME needs ownership of the file; fall back without it (still read-only).
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        return fd
+
+    def read(self, fd: int, size: int) -> bytes:
+        return os.read(fd, size)
+
+    def open_partial(self, path: str) -> int:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+    def write(self, fd: int, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+
+    def fsync(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def rename(self, src: str, dst: str) -> None:
+        os.rename(src, dst)
+
+
+def uncached_hash(path: str, io: FileIO | None = None) -> tuple[str, int]:
+    """xxh3-128 of a file as the disk holds it. Returns (hex, bytes)."""
+    io = io or FileIO()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        drop_cache(fd)
+        if sys.platform == "darwin":
+            import fcntl
+
+            fcntl.fcntl(fd, fcntl.F_NOCACHE, 1)
+        h = new_hasher()
+        total = 0
+        while chunk := io.read(fd, CHUNK):
+            h.update(chunk)
+            total += len(chunk)
+        drop_cache(fd)  # keep an archive check from flushing the user's cache
+        return h.hexdigest(), total
+    finally:
+        os.close(fd)
+
+
+def drop_cache(fd: int) -> None:
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def makedirs_synced(root: str, rel_folder: str) -> str:
+    """Create a folder under root and fsync each new level, so a crash cannot lose the entry."""
+    path = root
+    for part in [p for p in rel_folder.split("/") if p]:
+        parent, path = path, os.path.join(path, part)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", path) from None
+            continue
+        fsync_dir(parent)
+    return path
+
+
+def partial_name(final_name: str, token: str) -> str:
+    # Hidden, recognisable, and unique per run so two attempts never share a partial.
+    return f".{final_name}.{token}{PARTIAL_SUFFIX}"
+
+
+def remove_stale_partials(folder: str, keep: Callable[[str], bool] = lambda n: False) -> int:
+    """Remove partials a killed run left in `folder`. The destination lock makes this safe."""
+    removed = 0
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    for name in names:
+        if name.startswith(".") and name.endswith(PARTIAL_SUFFIX) and not keep(name):
+            try:
+                os.unlink(os.path.join(folder, name))
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
+def set_mtime(path: str, mtime_ns: int) -> None:
+    os.utime(path, ns=(mtime_ns, mtime_ns))

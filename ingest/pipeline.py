@@ -1,0 +1,288 @@
+"""The offload run: the only module that knows the order of the stages.
+
+discover -> copy+verify each file (main thread, one card read per file) -> decode check and
+preview in worker processes, overlapped with the copying of later files -> final status ->
+catalog status -> reports. Every per-file problem ends as a status on its record.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+from ingest import __version__
+from ingest.catalog import GOOD, STATE_DIR, Catalog
+from ingest.config import OffloadConfig
+from ingest.copier import CopyOutcome, Destination, copy_file
+from ingest.discover import Discovery, discover, stem_of
+from ingest.kinds import IMAGE_KINDS
+from ingest.lock import DestinationLock
+from ingest.model import Copy, FileRecord, Kind, SourceFile, Status
+from ingest.preflight import check_destinations, check_source
+from ingest.summary import summarize
+from ingest.volume import volume_identity
+
+PREVIEW_DIR = "previews"
+
+
+@dataclass(slots=True)
+class RunResult:
+    report: dict
+    records: list[FileRecord]
+    discovery: Discovery
+    destinations: list[Destination] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(r.flagged for r in self.records) else 0
+
+
+def offload(cfg: OffloadConfig) -> RunResult:
+    source = check_source(cfg.source)
+    roots = check_destinations(source, cfg.destinations)
+    started = cfg.clock()
+    session = started.strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
+    volume = volume_identity(source)
+    emit = cfg.progress or (lambda *a, **k: None)
+
+    with ExitStack() as stack:
+        for root in roots:
+            stack.enter_context(DestinationLock(root, f"ingest offload {source}"))
+        dests = []
+        for root in roots:
+            cat = stack.enter_context(Catalog(root))
+            cat.start_session(session, "offload", source, volume, started.isoformat(), __version__)
+            dests.append(Destination(root, cat, token=session, device=os.stat(root).st_dev))
+
+        found = discover(source)
+        emit("discovered", files=len(found.files), bytes=sum(f.size for f in found.files))
+        records: list[FileRecord] = []
+        run = _Run(cfg, dests, session, volume, emit)
+        with run.decoder():
+            for src in found.files:
+                records.append(run.copy_one(src))
+                run.collect(block=False)
+            run.collect(block=True)
+        for rec in records:
+            run.finish(rec)
+
+        finished = cfg.clock()
+        for d in dests:
+            d.catalog.finish_session(session, finished.isoformat())
+    report = build_report("offload", source, dests, records, found, started, finished, cfg)
+    write_reports(report, [d.root for d in dests if not d.dead], cfg)
+    return RunResult(report, records, found, dests)
+
+
+def write_reports(report: dict, roots: list[str], cfg) -> None:
+    """The reports the user asked for, then a JSON and HTML copy inside each destination."""
+    from pathlib import Path
+
+    from ingest.report.html import default_html_path, write_html
+    from ingest.report.json_report import write_json
+
+    previews = [Path(r) / STATE_DIR / PREVIEW_DIR for r in roots]
+    if cfg.json_path:
+        write_json(report, cfg.json_path)
+    if cfg.junit_path:
+        from ingest.report.junit import write_junit
+
+        write_junit(report, Path(cfg.junit_path))
+    if cfg.html_path:
+        write_html(report, Path(cfg.html_path), previews[0] if previews else None)
+    if not cfg.destination_reports:
+        return
+    for root, preview_root in zip(roots, previews, strict=True):
+        html = default_html_path(report, Path(root))
+        try:
+            write_html(report, html, preview_root)
+            write_json(report, str(html.with_suffix(".json")))
+        except OSError:
+            pass  # a destination that failed mid-run is already named in the report
+
+
+class _Run:
+    """Per-run state the stages share: destinations, sidecar placement, in-flight decodes."""
+
+    def __init__(self, cfg: OffloadConfig, dests: list[Destination], session: str,
+                 volume: str | None, emit):
+        self.cfg = cfg
+        self.dests = dests
+        self.session = session
+        self.volume = volume
+        self.emit = emit
+        self.stems: dict[tuple[str, str], str] = {}  # (card folder, stem) -> dest rel stem path
+        self.pool = None
+        self.pending: dict[int, tuple[FileRecord, SourceFile]] = {}
+        self.previews: dict[int, str] = {}
+
+    # copy ---------------------------------------------------------------------------------
+    def copy_one(self, src: SourceFile) -> FileRecord:
+        rec = FileRecord(path=src.rel, kind=src.kind, size=src.size, mtime_ns=src.mtime_ns)
+        self.emit("file_start", path=src.rel, size=src.size)
+        out = copy_file(src, self.dests, self.cfg, self.session, self.volume,
+                        place=lambda info: self._place(src, info))
+        _apply_copy(rec, src, out)
+        self._follow_final_name(src, rec)
+        self.emit("file_copied", path=src.rel, size=src.size, status=str(rec.status))
+        if rec.copies and src.kind in IMAGE_KINDS and self.cfg.decode and \
+                rec.status is not Status.DUPLICATE:
+            self._submit(rec, src)
+        elif src.kind not in IMAGE_KINDS and rec.xxh3_128:
+            rec.decode = {"decoder": None, "ok": None, "error": None, "checks": [],
+                          "seconds": 0.0, "verdict": "not_decoded",
+                          "note": f"{src.kind}: verified by hash only; there is no decoder for it"}
+        return rec
+
+    def _place(self, src: SourceFile, info) -> str:
+        folder, _, name = src.rel.rpartition("/")
+        key = (folder, stem_of(name))
+        if src.kind is Kind.SIDECAR and key in self.stems:
+            # A sidecar follows its image: same destination folder, same (possibly suffixed) stem.
+            ext = name[len(stem_of(name)):]
+            return self.stems[key] + ext
+        rel = self.cfg.layout.path_for(src.rel, str(src.kind), info)
+        if src.kind is not Kind.SIDECAR and key not in self.stems:
+            head, _, fname = rel.rpartition("/")
+            self.stems[key] = (f"{head}/" if head else "") + stem_of(fname)
+        return rel
+
+    def _follow_final_name(self, src: SourceFile, rec: FileRecord) -> None:
+        """If the image had to take a suffixed name, its sidecars take the same one."""
+        if src.kind is Kind.SIDECAR or not rec.copies or not rec.copies[0].verified:
+            return
+        folder, _, name = src.rel.rpartition("/")
+        key = (folder, stem_of(name))
+        head, _, fname = rec.copies[0].path.rpartition("/")
+        if fname.rpartition(".")[0] != stem_of(name) or key not in self.stems:
+            self.stems[key] = (f"{head}/" if head else "") + fname.rpartition(".")[0]
+
+    # decode -------------------------------------------------------------------------------
+    def decoder(self):
+        from contextlib import nullcontext
+
+        if not self.cfg.decode:
+            return nullcontext()
+        from ingest.decode.pool import DecodePool
+
+        self.pool = DecodePool(self.cfg.jobs, timeout=self.cfg.decode_timeout)
+        return self.pool
+
+    def _submit(self, rec: FileRecord, src: SourceFile) -> None:
+        first = rec.copies[0]
+        req = {"path": os.path.join(first.destination, first.path), "kind": str(src.kind),
+               "card_path": src.abspath, "capture_time": rec.capture_time, "preview": None}
+        if self.cfg.previews:
+            rel = first.path + ".jpg"
+            req["preview"] = {
+                "out": [os.path.join(c.destination, STATE_DIR, PREVIEW_DIR, rel)
+                        for c in rec.copies],
+                "size": self.cfg.preview_size, "quality": 85}
+            self.previews[id(rec)] = rel
+        self.pending[id(rec)] = (rec, src)
+        self.pool.submit(id(rec), req)
+
+    def collect(self, block: bool) -> None:
+        if self.pool is None:
+            return
+        for key, result in (self.pool.drain() if block else self.pool.poll()):
+            rec, src = self.pending.pop(key)
+            _apply_decode(rec, result)
+            if result.get("preview") and result["preview"].get("written"):
+                rec.preview = self.previews.get(key)
+            self.emit("file_decoded", path=rec.path, status=str(rec.status))
+
+    # finish -------------------------------------------------------------------------------
+    def finish(self, rec: FileRecord) -> None:
+        """Write each copy's final status to its catalog, so a re-run knows what is done."""
+        now = self.cfg.clock().isoformat()
+        for c in rec.copies:
+            d = next(d for d in self.dests if d.root == c.destination)
+            if c.verified and rec.status is not Status.DUPLICATE:
+                d.catalog.set_status(c.path, str(rec.status), rec.detail or None, now,
+                                     self.session)
+
+
+def _apply_copy(rec: FileRecord, src: SourceFile, out: CopyOutcome) -> None:
+    rec.xxh3_128 = out.digest
+    rec.attempts = out.attempts
+    rec.seconds = out.seconds
+    if out.info:
+        rec.capture_time = out.info.time.isoformat() if out.info.time else None
+        rec.camera_make, rec.camera_model = out.info.make, out.info.model
+    rec.copies = [Copy(root, p.path, True, p.action) for root, p in out.placed.items()]
+    if out.unreadable and not out.placed:
+        rec.status = Status.UNREADABLE
+        rec.detail = f"{out.unreadable} (tried {out.attempts} times)"
+        return
+    if out.failed:
+        rec.status = Status.NEEDS_RECOPY
+        rec.copies += [Copy(root, "", False, "failed") for root in out.failed]
+        rec.detail = "; ".join(sorted(set(out.failed.values())))
+        return
+    if all(p.action == "existing" for p in out.placed.values()):
+        paths = ", ".join(sorted({p.path for p in out.placed.values()}))
+        if all(p.row_status in GOOD for p in out.placed.values()):
+            rec.status = Status.DUPLICATE
+            rec.detail = f"already in the archive as {paths}"
+            return
+    if out.mismatches or out.attempts > 1:
+        rec.status = Status.RECOPIED
+        rec.detail = (f"a copy did not match the card when read back; copied again "
+                      f"({out.attempts} attempts)")
+    else:
+        rec.status = Status.VERIFIED
+
+
+def _apply_decode(rec: FileRecord, result: dict) -> None:
+    dec = result.get("decode") or {}
+    rec.decode = {k: dec.get(k) for k in ("decoder", "ok", "error", "checks", "seconds",
+                                          "verdict")}
+    card = result.get("card_decode")
+    if card is not None:
+        rec.decode["card"] = {k: card.get(k) for k in ("decoder", "ok", "error", "verdict")}
+    verdict = dec.get("verdict")
+    if verdict == "ok":
+        return
+    if verdict == "unsupported":
+        rec.status = Status.UNVERIFIED
+        rec.detail = f"not decodable here: {dec.get('error')}"
+    elif verdict in ("crashed", "timeout"):
+        rec.status = Status.UNVERIFIED
+        rec.detail = dec.get("error") or f"decoder {verdict}"
+    elif card is not None and card.get("verdict") == "ok":
+        # The copy's bytes equal the card's (same hash), yet only the card decodes: the read
+        # itself must have been unstable. Copy again.
+        rec.status = Status.NEEDS_RECOPY
+        rec.detail = f"copy does not decode but the card does: {dec.get('error')}"
+    else:
+        rec.status = Status.DAMAGED_ON_CARD
+        rec.detail = (f"the file on the card is damaged ({dec.get('error')}). Re-copying won't "
+                      "help: keep the card and do not format it; try another reader or "
+                      "recovery software")
+
+
+def build_report(command: str, source: str | None, dests: list[Destination],
+                 records: list[FileRecord], found: Discovery | None, started, finished,
+                 cfg) -> dict:
+    from ingest.report.versions import versions
+
+    seconds = (finished - started).total_seconds()
+    return {
+        "schema": "ingest-report/1",
+        "command": command,
+        "tool_version": __version__,
+        "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(),
+        "seconds": round(seconds, 3),
+        "source": source,
+        "destinations": [{"root": d.root, "device": d.device, "files": d.files,
+                          "bytes": d.bytes, "error": d.dead} for d in dests],
+        "versions": versions(),
+        "skipped_system_files": len(found.system_files) if found else 0,
+        "skipped": [{"path": s.rel, "reason": s.reason} for s in found.skipped] if found else [],
+        "files": [r.to_json() for r in records],
+        "summary": summarize(records, len(dests), command),
+    }

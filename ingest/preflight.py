@@ -1,0 +1,68 @@
+"""Refuse a run that could harm the card or cannot work, before anything is written."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+
+class UsageError(Exception):
+    """A bad argument or environment: one clear line for the user, exit code 2."""
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(os.path.expanduser(path))
+
+
+def _inside(child: str, parent: str) -> bool:
+    return os.path.commonpath([child, parent]) == parent
+
+
+def check_source(source: str) -> str:
+    real = _real(source)
+    if not os.path.exists(real):
+        raise UsageError(f"source {source} does not exist: check that the card is mounted")
+    if not os.path.isdir(real):
+        raise UsageError(f"source {source} is not a folder: give the card's mount point or DCIM")
+    if not os.access(real, os.R_OK | os.X_OK):
+        raise UsageError(f"source {source} cannot be read: check its permissions")
+    return real
+
+
+def check_destinations(source: str | None, destinations: list[str]) -> list[str]:
+    if not destinations:
+        raise UsageError("give at least one destination")
+    seen: dict[str, str] = {}
+    out = []
+    for dest in destinations:
+        if "://" in dest:
+            raise UsageError(f"destination {dest}: remote destinations are not supported yet")
+        real = _real(dest)
+        if not os.path.isdir(real):
+            raise UsageError(f"destination {dest} does not exist or is not a folder: "
+                             "create it or mount the disk first")
+        if source is not None:
+            if real == source:
+                raise UsageError(f"destination {dest} is the source: choose another folder")
+            if _inside(real, source):
+                raise UsageError(f"destination {dest} lies inside the source {source}: "
+                                 "ingest never writes to the card")
+            if _inside(source, real):
+                raise UsageError(f"destination {dest} contains the source {source}: "
+                                 "choose a folder outside it")
+        if real in seen:
+            raise UsageError(f"destination {dest} is given twice (same folder as {seen[real]})")
+        _check_writable(dest, real)
+        seen[real] = dest
+        out.append(real)
+    return out
+
+
+def _check_writable(dest: str, real: str) -> None:
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".ingest-probe-", dir=real)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UsageError(f"destination {dest} cannot be written ({e.strerror or e}): "
+                         "check the disk is not read-only and you have permission") from None

@@ -1,0 +1,96 @@
+"""The end-of-run screen for a tired photographer, and the progress bars during the run."""
+
+from __future__ import annotations
+
+import shlex
+
+from ingest.model import ADVICE, FLAGGED
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+_STYLE = {"verified": "green", "recopied": "green", "duplicate": "cyan",
+          "needs_recopy": "bold red", "damaged_on_card": "bold red", "unreadable": "bold red",
+          "unverified": "yellow", "corrupt": "bold red", "missing": "bold red",
+          "damaged": "bold red", "untracked": "cyan", "skipped": "dim"}
+
+
+def render_summary(console, report: dict, next_command: list[str] | None) -> None:
+    """`console` is a rich Console; it drops colour by itself for NO_COLOR and non-terminals."""
+    from rich.markup import escape
+
+    s = report["summary"]
+    secs = report.get("seconds") or 0
+    rate = s["bytes"] / secs if secs else 0
+    console.print()
+    console.print(f"[bold]ingest {report['command']}[/]  {escape(report.get('source') or '')}  "
+                  f"{s['files']} files, {_human(s['bytes'])} in {secs:.1f} s "
+                  f"({_human(rate)}/s)")
+    parts = [f"[{_STYLE.get(k, '')}]{k}[/] {v['files']}" for k, v in s["by_status"].items()]
+    console.print("  " + "   ".join(parts))
+    for d in report.get("destinations", []):
+        line = f"  → {escape(d['root'])}: {d['files']} copied, {_human(d['bytes'])}"
+        if d.get("error"):
+            line += f"  [bold red]stopped: {escape(d['error'])}[/]"
+        console.print(line)
+    if report.get("skipped_system_files"):
+        console.print(f"  skipped {report['skipped_system_files']} system files "
+                      "(.Trashes, ._*, …)")
+    for sk in report.get("skipped", []):
+        console.print(f"  [yellow]not copied[/] {escape(sk['path'])}: {escape(sk['reason'])}")
+    flagged = [f for f in report["files"] if f["status"] in FLAGGED]
+    if flagged:
+        console.print()
+        console.print(f"[bold red]Needs attention ({len(flagged)}):[/]")
+        for f in flagged[:50]:
+            console.print(f"  [{_STYLE[f['status']]}]{f['status']:<15}[/] {escape(f['path'])}")
+            console.print(f"      {escape(f['detail'] or '')}")
+            console.print(f"      [dim]{escape(ADVICE[f['status']])}[/]")
+        if len(flagged) > 50:
+            console.print(f"  … and {len(flagged) - 50} more: see the JSON or HTML report")
+    console.print()
+    style = "bold green" if s["safe_to_format"] else "bold red"
+    console.print(f"[{style}]{escape(s['verdict'])}[/]")
+    if next_command:
+        console.print(f"Next: {escape(shlex.join(next_command))}")
+
+
+class Progress:
+    """Adapts pipeline events to a rich progress bar (bytes, throughput, ETA, current file)."""
+
+    def __init__(self, console):
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+        from rich.progress import Progress as RichProgress
+
+        self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                TransferSpeedColumn(), TimeRemainingColumn(),
+                                TextColumn("[dim]{task.fields[current]}"), console=console,
+                                transient=True)
+        self.task = None
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.__exit__(*exc)
+
+    def __call__(self, event: str, **info) -> None:
+        if event == "discovered":
+            self.task = self.bar.add_task("copying", total=info["bytes"], current="")
+        elif event == "file_start" and self.task is not None:
+            self.bar.update(self.task, current=info["path"][-40:])
+        elif event == "file_copied" and self.task is not None:
+            self.bar.advance(self.task, info["size"])

@@ -1,0 +1,51 @@
+"""Counts per status and the one-line verdict, shared by every report."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ingest.model import FLAGGED, FileRecord, Status
+
+
+def summarize(records: Iterable[FileRecord], n_destinations: int, command: str,
+              min_copies: int = 2) -> dict:
+    records = list(records)
+    by_status: dict[str, dict[str, int]] = {}
+    for r in records:
+        s = by_status.setdefault(str(r.status), {"files": 0, "bytes": 0})
+        s["files"] += 1
+        s["bytes"] += r.size
+    flagged = [r for r in records if r.status in FLAGGED]
+    total = len(records)
+    if command == "offload":
+        safe = not flagged and n_destinations >= min_copies
+        verdict = _offload_verdict(total, len(flagged), n_destinations, min_copies)
+    else:
+        safe = not flagged
+        checked = total - by_status.get(Status.SKIPPED, {"files": 0})["files"] \
+            - by_status.get(Status.UNTRACKED, {"files": 0})["files"]
+        verdict = (f"{len(flagged)} {_files(len(flagged))} need attention" if flagged
+                   else f"All {checked} checked {_files(checked)} are intact")
+    return {
+        "files": total,
+        "bytes": sum(r.size for r in records),
+        "by_status": dict(sorted(by_status.items())),
+        "flagged": len(flagged),
+        "safe_to_format": safe,
+        "verdict": verdict,
+    }
+
+
+def _files(n: int) -> str:
+    return "file" if n == 1 else "files"
+
+
+def _offload_verdict(total: int, flagged: int, places: int, min_copies: int) -> str:
+    if flagged:
+        return f"{flagged} {_files(flagged)} need attention: do not format this card"
+    if total == 0:
+        return "The card holds no files to copy"
+    if places < min_copies:
+        return (f"All {total} {_files(total)} are verified, but in only {places} "
+                f"place{'s' if places != 1 else ''}: keep the card until there are {min_copies}")
+    return f"All {total} {_files(total)} are safe in {places} places"

@@ -1,0 +1,72 @@
+"""Shared test fixtures: a generated sample card, destinations, and the real samples folder."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+
+
+def samples_dir(sub: str = "") -> Path:
+    path = SAMPLES / sub
+    if not path.is_dir():
+        pytest.skip(f"real camera samples not found at {path} (../shared/samples beside the "
+                    "checkout); these tests need them")
+    return path
+
+
+@pytest.fixture(scope="session")
+def built_card(tmp_path_factory) -> tuple[Path, object]:
+    from fixtures.card import build_card
+
+    root = tmp_path_factory.mktemp("card-template")
+    return root, build_card(root, seed=7, damaged=True)
+
+
+@pytest.fixture()
+def card(built_card, tmp_path) -> Path:
+    """A fresh copy of the sample card per test, with mtimes kept."""
+    src, _ = built_card
+    dst = tmp_path / "card"
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+@pytest.fixture()
+def manifest(built_card):
+    return built_card[1]
+
+
+@pytest.fixture()
+def dests(tmp_path) -> list[Path]:
+    out = [tmp_path / "dest-A", tmp_path / "dest-B"]
+    for d in out:
+        d.mkdir()
+    return out
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int]]:
+    """Every file under root (links not followed): sha256 and mtime_ns, to prove it unchanged."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            rel = p.relative_to(root).as_posix()
+            if p.is_symlink():
+                out[rel] = ("link:" + os.readlink(p), 0)
+                continue
+            if not p.is_file():
+                out[rel] = ("special", 0)
+                continue
+            out[rel] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+    return out
+
+
+def partials(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith(".ingest-partial")]
