@@ -128,5 +128,14 @@ def demo(directory, jobs):
     sys.exit(_run(go))
 
 
+def _register() -> None:
+    from ingest.cli_status import status
+
+    cli.add_command(status)
+
+
+_register()
+
+
 def main() -> None:
     cli(prog_name="ingest")

@@ -58,6 +58,7 @@ class CopyOutcome:
     mismatches: int = 0
     unreadable: str | None = None
     seconds: float = 0.0
+    extra_hashes: dict[str, str] = field(default_factory=dict)  # format -> hex (ASC MHL)
 
 
 class SourceReadError(Exception):
@@ -74,8 +75,11 @@ class _Target:
 
 
 def copy_file(src: SourceFile, dests: list[Destination], cfg: OffloadConfig, session_id: str,
-              volume: str | None, place: callable) -> CopyOutcome:
-    """`place(info) -> rel path` decides where the file goes (layout + sidecar following)."""
+              volume: str | None, place: callable, extra_formats: tuple[str, ...] = ()
+              ) -> CopyOutcome:
+    """`place(info) -> rel path` decides where the file goes (layout + sidecar following).
+    `extra_formats` are hash formats (md5, xxh64, ...) a card's ASC MHL history recorded; they
+    are computed during the same single read."""
     t0 = time.perf_counter()
     out = CopyOutcome()
     pending = [d for d in dests if not d.dead]
@@ -87,7 +91,7 @@ def copy_file(src: SourceFile, dests: list[Destination], cfg: OffloadConfig, ses
         out.attempts += 1
         write_to = [d for d in pending if d.root not in hinted]
         try:
-            digest, targets = _read_and_write(src, write_to, cfg, out, place)
+            digest, targets = _read_and_write(src, write_to, cfg, out, place, extra_formats)
         except SourceReadError as e:
             out.unreadable = str(e)
             continue
@@ -148,8 +152,14 @@ def _present(root: str, row: Row) -> bool:
 
 
 def _read_and_write(src: SourceFile, dests: list[Destination], cfg: OffloadConfig,
-                    out: CopyOutcome, place) -> tuple[str, dict[str, _Target]]:
+                    out: CopyOutcome, place, extra_formats: tuple[str, ...] = ()
+                    ) -> tuple[str, dict[str, _Target]]:
     io = cfg.io
+    extra = {}
+    if extra_formats:
+        from ingest.mhl import make_hasher
+
+        extra = {fmt: make_hasher(fmt) for fmt in extra_formats}
     targets: dict[str, _Target] = {}
     try:
         fd = io.open_source(src.abspath)
@@ -174,11 +184,14 @@ def _read_and_write(src: SourceFile, dests: list[Destination], cfg: OffloadConfi
             if not chunk:
                 break
             h.update(chunk)
+            for hx in extra.values():
+                hx.update(chunk)
             for t in targets.values():
                 if t.fd is not None:
                     _write(t, chunk, io)
     finally:
         os.close(fd)
+    out.extra_hashes = {fmt: hx.hexdigest() for fmt, hx in extra.items()}
     return h.hexdigest(), targets
 
 

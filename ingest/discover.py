@@ -21,6 +21,7 @@ class Discovery:
     files: list[SourceFile] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)  # not copied, and reported
     system_files: list[str] = field(default_factory=list)  # OS clutter, counted
+    histories: list[str] = field(default_factory=list)  # ASC MHL folders: checked, not copied
 
 
 def stem_of(name: str) -> str:
@@ -46,6 +47,7 @@ def discover(root: str) -> Discovery:
     return out
 
 
+HISTORY_DIR = "ascmhl"  # an ASC MHL history: its hashes are checked against the card files
 _MAX_DEPTH = 64  # deeper than any camera writes; guards against pathological trees
 
 
@@ -68,6 +70,8 @@ def _walk(root: str, path: str, rel: str, out: Discovery, depth: int) -> None:
         if stat.S_ISDIR(st.st_mode):
             if is_system_dir(entry.name):
                 out.system_files.append(erel + "/")
+            elif entry.name == HISTORY_DIR:
+                out.histories.append(erel)
             elif depth >= _MAX_DEPTH:
                 out.skipped.append(Skipped(erel, f"folder nested deeper than {_MAX_DEPTH} levels"))
             else:

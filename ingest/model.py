@@ -97,8 +97,9 @@ class FileRecord:
     camera_model: str | None = None
     seconds: float = 0.0
     decode: dict | None = None
-    preview: str | None = None  # relative to a destination root
+    preview: str | None = None  # relative to <destination root>/.ingest/previews/
     attempts: int = 0
+    history: dict | None = None  # the card's ASC MHL record for this file: format, hash, match
 
     @property
     def flagged(self) -> bool:

@@ -60,6 +60,12 @@ def offload(cfg: OffloadConfig) -> RunResult:
         emit("discovered", files=len(found.files), bytes=sum(f.size for f in found.files))
         records: list[FileRecord] = []
         run = _Run(cfg, dests, session, volume, emit)
+        if found.histories:
+            from pathlib import Path
+
+            from ingest.mhl import read_history
+
+            run.history = read_history(Path(source))
         with run.decoder():
             for src in found.files:
                 records.append(run.copy_one(src))
@@ -71,6 +77,8 @@ def offload(cfg: OffloadConfig) -> RunResult:
         finished = cfg.clock()
         for d in dests:
             d.catalog.finish_session(session, finished.isoformat())
+        if cfg.destination_reports:
+            _add_mhl_generations(dests, records, finished)
     report = build_report("offload", source, dests, records, found, started, finished, cfg)
     write_reports(report, [d.root for d in dests if not d.dead], cfg)
     return RunResult(report, records, found, dests)
@@ -117,14 +125,20 @@ class _Run:
         self.pool = None
         self.pending: dict[int, tuple[FileRecord, SourceFile]] = {}
         self.previews: dict[int, str] = {}
+        self.history: dict[str, list[tuple[str, str]]] = {}  # the card's ASC MHL hashes
 
     # copy ---------------------------------------------------------------------------------
     def copy_one(self, src: SourceFile) -> FileRecord:
         rec = FileRecord(path=src.rel, kind=src.kind, size=src.size, mtime_ns=src.mtime_ns)
         self.emit("file_start", path=src.rel, size=src.size)
+        recorded = dict(self.history.get(src.rel, []))
+        fmt = "xxh128" if "xxh128" in recorded else next(iter(recorded), None)
         out = copy_file(src, self.dests, self.cfg, self.session, self.volume,
-                        place=lambda info: self._place(src, info))
+                        place=lambda info: self._place(src, info),
+                        extra_formats=(fmt,) if fmt and fmt != "xxh128" else ())
         _apply_copy(rec, src, out)
+        if fmt and out.digest:
+            _check_history(rec, fmt, recorded[fmt], out)
         self._follow_final_name(src, rec)
         self.emit("file_copied", path=src.rel, size=src.size, status=str(rec.status))
         if rec.copies and src.kind in IMAGE_KINDS and self.cfg.decode and \
@@ -236,6 +250,37 @@ def _apply_copy(rec: FileRecord, src: SourceFile, out: CopyOutcome) -> None:
         rec.status = Status.VERIFIED
 
 
+def _check_history(rec: FileRecord, fmt: str, expected: str, out: CopyOutcome) -> None:
+    actual = out.digest if fmt == "xxh128" else out.extra_hashes.get(fmt)
+    match = actual is not None and actual.lower() == expected.lower()
+    rec.history = {"format": fmt, "recorded": expected, "match": match}
+    if not match and rec.status is not Status.UNREADABLE:
+        rec.status = Status.DAMAGED_ON_CARD
+        rec.detail = (f"the card's ASC MHL history recorded {fmt} {expected}, but the card now "
+                      f"gives {actual}: the file changed on the card since it was recorded. "
+                      "Keep the card and do not format it")
+
+
+def _add_mhl_generations(dests: list[Destination], records: list[FileRecord], now) -> None:
+    """One ASC MHL generation per destination for the files this run copied there."""
+    from pathlib import Path
+
+    from ingest import __version__
+    from ingest.mhl import MhlEntry, add_generation, representable
+
+    for d in dests:
+        entries = [MhlEntry(c.path, r.size, r.mtime_ns, r.xxh3_128, "original", now)
+                   for r in records for c in r.copies
+                   if c.destination == d.root and c.action == "copied" and c.verified
+                   and representable(c.path)]
+        if entries and not d.dead:
+            try:
+                add_generation(Path(d.root), entries, process="transfer",
+                               tool_version=__version__, now=now)
+            except OSError as e:
+                d.dead = d.dead or f"could not write the ASC MHL history: {e.strerror or e}"
+
+
 def _apply_decode(rec: FileRecord, result: dict) -> None:
     dec = result.get("decode") or {}
     rec.decode = {k: dec.get(k) for k in ("decoder", "ok", "error", "checks", "seconds",
@@ -259,9 +304,8 @@ def _apply_decode(rec: FileRecord, result: dict) -> None:
         rec.detail = f"copy does not decode but the card does: {dec.get('error')}"
     else:
         rec.status = Status.DAMAGED_ON_CARD
-        rec.detail = (f"the file on the card is damaged ({dec.get('error')}). Re-copying won't "
-                      "help: keep the card and do not format it; try another reader or "
-                      "recovery software")
+        rec.detail = (f"damaged on the card: {dec.get('error')}. Re-copying won't help: keep "
+                      "the card and do not format it; try another reader or recovery software")
 
 
 def build_report(command: str, source: str | None, dests: list[Destination],

@@ -24,7 +24,7 @@ def summarize(records: Iterable[FileRecord], n_destinations: int, command: str,
         safe = not flagged
         checked = total - by_status.get(Status.SKIPPED, {"files": 0})["files"] \
             - by_status.get(Status.UNTRACKED, {"files": 0})["files"]
-        verdict = (f"{len(flagged)} {_files(len(flagged))} need attention" if flagged
+        verdict = (f"{_need(len(flagged))} attention" if flagged
                    else f"All {checked} checked {_files(checked)} are intact")
     return {
         "files": total,
@@ -36,13 +36,17 @@ def summarize(records: Iterable[FileRecord], n_destinations: int, command: str,
     }
 
 
+def _need(n: int) -> str:
+    return "1 file needs" if n == 1 else f"{n} files need"
+
+
 def _files(n: int) -> str:
     return "file" if n == 1 else "files"
 
 
 def _offload_verdict(total: int, flagged: int, places: int, min_copies: int) -> str:
     if flagged:
-        return f"{flagged} {_files(flagged)} need attention: do not format this card"
+        return f"{_need(flagged)} attention: do not format this card"
     if total == 0:
         return "The card holds no files to copy"
     if places < min_copies:

@@ -51,7 +51,9 @@ def render_summary(console, report: dict, next_command: list[str] | None) -> Non
         for f in flagged[:50]:
             console.print(f"  [{_STYLE[f['status']]}]{f['status']:<15}[/] {escape(f['path'])}")
             console.print(f"      {escape(f['detail'] or '')}")
-            console.print(f"      [dim]{escape(ADVICE[f['status']])}[/]")
+            advice = ADVICE[f["status"]]
+            if advice.split(":")[0] not in (f["detail"] or ""):
+                console.print(f"      [dim]{escape(advice)}[/]")
         if len(flagged) > 50:
             console.print(f"  … and {len(flagged) - 50} more: see the JSON or HTML report")
     console.print()

@@ -1,0 +1,198 @@
+"""Run decode tasks in isolated worker processes (joblib's loky).
+
+A decoder that segfaults, aborts, runs out of memory or hangs costs one file's check, never
+the run:
+- a task past `timeout` gets verdict "timeout"; the workers are killed (the only way to stop
+  a C call) and the other tasks that were running are run again;
+- a dead worker breaks the whole loky executor and fails every running task alike, so those
+  tasks are run again one at a time in a fresh executor: the one that kills its worker again
+  gets verdict "crashed", the others get their true results.
+
+At most `jobs` tasks sit in the executor, so each one is running on its own worker and its
+clock starts when it starts; up to `max_in_flight` more wait in a local backlog, and `submit`
+blocks beyond that, which bounds memory.
+
+Workers run with one OpenMP/BLAS thread each: LibRaw is built with OpenMP and would otherwise
+start a thread per core in every worker.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from typing import Any
+
+from joblib.externals.loky.process_executor import (
+    BrokenProcessPool,
+    ProcessPoolExecutor,
+    TerminatedWorkerError,
+)
+
+from ingest.decode import CRASHED, TIMEOUT, check, outcome
+from ingest.decode.task import decoder_for_kind, run_task
+
+WORKER_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+# How long an idle worker lives before loky retires it.
+IDLE_WORKER_SECONDS = 300
+_TICK = 0.05
+
+
+class DecodePool:
+    """`with DecodePool(jobs) as pool: pool.submit(key, req); ...; pool.drain()`."""
+
+    def __init__(self, jobs: int, timeout: float = 120.0, max_in_flight: int | None = None):
+        self.jobs = max(1, int(jobs))
+        self.timeout = float(timeout)
+        self.max_in_flight = max(self.jobs, max_in_flight or 2 * self.jobs)
+        self._executor: ProcessPoolExecutor | None = None
+        self._backlog: deque[tuple[Any, dict]] = deque()
+        self._suspects: deque[tuple[Any, dict]] = deque()   # to re-run one at a time
+        self._running: dict[Future, tuple[Any, dict, float, bool]] = {}
+        self._finished: list[tuple[Any, dict]] = []
+
+    # -- context manager -----------------------------------------------------------------
+    def __enter__(self) -> DecodePool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._kill_executor()
+
+    # -- public API -----------------------------------------------------------------------
+    def submit(self, key: Any, req: dict) -> None:
+        """Queue one task; blocks only while `max_in_flight` tasks are unfinished."""
+        while self._in_flight() >= self.max_in_flight:
+            self._step(block=True)
+        self._backlog.append((key, req))
+        self._pump()
+
+    def poll(self) -> list[tuple[Any, dict]]:
+        """Results finished so far, without waiting."""
+        self._step(block=False)
+        return self._take()
+
+    def drain(self) -> list[tuple[Any, dict]]:
+        """Wait for every submitted task."""
+        while self._in_flight():
+            self._step(block=True)
+        return self._take()
+
+    # -- internals ------------------------------------------------------------------------
+    def _in_flight(self) -> int:
+        return len(self._running) + len(self._backlog) + len(self._suspects)
+
+    def _take(self) -> list[tuple[Any, dict]]:
+        out, self._finished = self._finished, []
+        return out
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.jobs, timeout=IDLE_WORKER_SECONDS,
+                                   env=dict(WORKER_ENV))
+
+    def _kill_executor(self) -> None:
+        if self._executor is not None:
+            try:
+                self._executor.shutdown(wait=True, kill_workers=True)
+            except Exception:  # noqa: BLE001 - a broken executor may fail to shut down cleanly
+                pass
+            self._executor = None
+
+    def _pump(self) -> None:
+        """Move tasks into the executor: one at a time while isolating suspects."""
+        if self._suspects:
+            if self._running:
+                return
+            self._start(*self._suspects.popleft(), isolated=True)
+            return
+        while self._backlog and len(self._running) < self.jobs:
+            self._start(*self._backlog.popleft(), isolated=False)
+
+    def _start(self, key: Any, req: dict, *, isolated: bool) -> None:
+        if self._executor is None:
+            self._executor = self._new_executor()
+        try:
+            future = self._executor.submit(run_task, req)
+        except (BrokenProcessPool, RuntimeError):
+            self._kill_executor()
+            self._executor = self._new_executor()
+            future = self._executor.submit(run_task, req)
+        self._running[future] = (key, req, time.monotonic(), isolated)
+
+    def _step(self, block: bool) -> None:
+        self._pump()
+        if self._running:
+            done, _ = wait(list(self._running), timeout=_TICK if block else 0,
+                           return_when=FIRST_COMPLETED)
+            broken = [f for f in done if _died(f)]
+            for future in done:
+                if future not in broken:
+                    key, _req, _t, _iso = self._running.pop(future)
+                    self._finished.append((key, future.result()))
+            if broken:
+                self._on_crash(broken)
+            else:
+                self._check_timeouts()
+        self._pump()
+
+    def _on_crash(self, broken: list[Future]) -> None:
+        reason = _crash_reason(broken[0].exception())
+        victims = list(self._running.items())
+        self._running.clear()
+        self._kill_executor()
+        if len(victims) == 1:
+            _future, (key, req, started, _iso) = victims[0]
+            self._finished.append((key, _failed(req, CRASHED, f"decoder crashed ({reason})",
+                                                time.monotonic() - started)))
+            return
+        # Every running task failed alike; only re-running them alone tells which one it was.
+        for _future, (key, req, _started, _iso) in victims:
+            self._suspects.append((key, req))
+
+    def _check_timeouts(self) -> None:
+        now = time.monotonic()
+        late = [f for f, (_k, _r, started, _i) in self._running.items()
+                if now - started > self.timeout]
+        if not late:
+            return
+        others = [(k, r) for f, (k, r, _s, _i) in self._running.items() if f not in late]
+        for future in late:
+            key, req, started, _iso = self._running[future]
+            self._finished.append((key, _failed(
+                req, TIMEOUT, f"decoder timed out after {self.timeout:g} s", now - started)))
+        self._running.clear()
+        self._kill_executor()
+        # The others did nothing wrong: back to the front of the queue, in order.
+        self._backlog.extendleft(reversed(others))
+
+
+def _died(future: Future) -> bool:
+    exc = future.exception()
+    return isinstance(exc, BrokenProcessPool | TerminatedWorkerError)
+
+
+def _crash_reason(exc: BaseException | None) -> str:
+    text = str(exc or "worker died")
+    codes = re.search(r"exit codes of the workers are \{([^}]*)\}", text)
+    if codes:
+        return f"worker process died: {codes.group(1)}"
+    return "worker process died: " + text.splitlines()[0][:200]
+
+
+def _failed(req: dict, verdict: str, error: str, seconds: float) -> dict:
+    kind = req.get("kind", "")
+    try:
+        name = decoder_for_kind(kind)
+    except Exception:  # noqa: BLE001
+        name = "unknown"
+    decode = outcome(name, [check("worker", False, error)], verdict=verdict, error=error)
+    decode["seconds"] = round(seconds, 4)
+    return {"decode": decode, "card_decode": None, "preview": None,
+            "preview_error": f"no preview: {error}" if req.get("preview") else None}

@@ -1,0 +1,654 @@
+"""RAW verification with rawpy/LibRaw: force the unpack, then check what came out.
+
+LibRaw's exceptions alone are not enough (see shared/notes/observed-damage.md):
+- `LibRawFileUnsupportedError` is raised both for formats this build lacks and for files whose
+  header is destroyed or cut short, so the file's own structure decides between the two;
+- some damaged or stub files unpack without any error into zeros or constant rows, so the
+  sensor data and the file size are checked against what the header claims.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import io
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rawpy
+import simplejpeg
+
+from ingest.decode import DAMAGED, UNSUPPORTED, check, outcome
+
+LIBRAW_VERSION = ".".join(str(n) for n in rawpy.libraw_version)
+
+
+def decoder_name() -> str:
+    return f"rawpy {rawpy.__version__} / LibRaw {LIBRAW_VERSION}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Container sniffing: which format do the first bytes claim?
+
+# (offset, magic, container). Every container named here is one LibRaw reads.
+_MAGICS: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"II*\x00", "tiff"),
+    (0, b"MM\x00*", "tiff"),
+    (0, b"IIU\x00", "rw2"),
+    (0, b"IIRO", "orf"),
+    (0, b"IIRS", "orf"),
+    (0, b"MMOR", "orf"),
+    (6, b"HEAPCCDR", "crw"),
+    (4, b"ftypcrx ", "cr3"),
+    (0, b"FUJIFILMCCD-RAW", "raf"),
+    (0, b"\x00MRM", "mrw"),
+    (0, b"FOVb", "x3f"),
+    (0, b"qktk", "qtk"),
+    (0, b"qktn", "qtk"),
+    (0, b"ARRI", "arri"),
+    (0, b"\xff\xd8\xff", "jpeg"),
+)
+
+# DNG compression codes and the rawpy build flag that provides each optional codec.
+# Codes with no flag are never in LibRaw 0.22 builds.
+_DNG_CODECS_MISSING_ALWAYS = {9: "GoPro VC-5 (GPR)", 52546: "JPEG XL"}
+_DNG_CODECS_BY_FLAG = {34892: ("DNGLOSSYCODEC", "lossy JPEG"), 8: ("DNGDEFLATECODEC", "Deflate")}
+
+
+def sniff_container(data: bytes) -> str | None:
+    for offset, magic, name in _MAGICS:
+        if data[offset:offset + len(magic)] == magic:
+            return name
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# A minimal TIFF walk: enough to know the camera, the raw image's compression and where its
+# data claims to lie. Bounded (IFD count, entry count) so a damaged header cannot loop.
+
+_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+_MAX_IFDS = 64
+_MAX_ENTRIES = 4096
+_WANTED = {254, 256, 257, 258, 259, 262, 271, 272, 273, 277, 279, 322, 324, 325, 330, 513, 514,
+           34665, 50706}
+_CFA, _LINEAR_RAW = 32803, 34892
+
+
+@dataclass(slots=True)
+class Ifd:
+    offset: int
+    subtype: int | None = None
+    width: int = 0
+    height: int = 0
+    bits: int = 0
+    samples: int = 1
+    compression: int | None = None
+    photometric: int | None = None
+    data_bytes: int = 0
+    data_end: int = 0
+    tile_width: int = 0
+
+
+@dataclass(slots=True)
+class TiffInfo:
+    make: str = ""
+    model: str = ""
+    dng: bool = False
+    ifds: list[Ifd] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def raw_ifd(self) -> Ifd | None:
+        """The full-resolution raw image: CFA/LinearRaw in DNG, else the largest main image."""
+        main = [i for i in self.ifds if i.subtype in (None, 0) and i.width and i.height]
+        raw = [i for i in main if i.photometric in (_CFA, _LINEAR_RAW)]
+        pool = raw or main
+        return max(pool, key=lambda i: i.width * i.height) if pool else None
+
+
+def read_tiff(data: bytes) -> TiffInfo:
+    info = TiffInfo()
+    size = len(data)
+    e = "<" if data[:2] == b"II" else ">"
+    (first,) = struct.unpack_from(e + "I", data, 4)
+    queue = [first]
+    seen: set[int] = set()
+    while queue and len(seen) < _MAX_IFDS:
+        off = queue.pop(0)
+        if off == 0 or off in seen:
+            continue
+        seen.add(off)
+        if off + 2 > size:
+            info.problems.append(f"an IFD is claimed at byte {off}, past the end of the file")
+            continue
+        (n,) = struct.unpack_from(e + "H", data, off)
+        if n == 0 or n > _MAX_ENTRIES or off + 2 + 12 * n + 4 > size:
+            info.problems.append(f"the IFD at byte {off} ({n} entries) runs past the end of the file")
+            continue
+        tags = _read_entries(data, e, off, n, info)
+        ifd = _ifd_from_tags(off, tags, size, info)
+        info.ifds.append(ifd)
+        if not info.make:
+            info.make = _text(tags.get(271))
+        if not info.model:
+            info.model = _text(tags.get(272))
+        info.dng = info.dng or 50706 in tags
+        queue.extend(_ints(tags.get(330)))
+        exif = _ints(tags.get(34665))
+        if exif and exif[0] >= size:
+            info.problems.append(f"the Exif IFD is claimed at byte {exif[0]}, past the end of the file")
+        (nxt,) = struct.unpack_from(e + "I", data, off + 2 + 12 * n)
+        if nxt:
+            queue.append(nxt)
+    return info
+
+
+def _read_entries(data: bytes, e: str, off: int, n: int, info: TiffInfo) -> dict[int, object]:
+    tags: dict[int, object] = {}
+    for k in range(n):
+        pos = off + 2 + 12 * k
+        tag, typ, count = struct.unpack_from(e + "HHI", data, pos)
+        if tag not in _WANTED or typ not in _TYPE_SIZES:
+            continue
+        length = _TYPE_SIZES[typ] * count
+        if length <= 4:
+            start = pos + 8
+        else:
+            (start,) = struct.unpack_from(e + "I", data, pos + 8)
+            if start + length > len(data):
+                info.problems.append(f"TIFF tag {tag} points at byte {start}, past the end of the file")
+                continue
+        raw = data[start:start + length]
+        if typ == 2:
+            tags[tag] = raw
+        elif typ == 3:
+            tags[tag] = struct.unpack(f"{e}{count}H", raw)
+        elif typ in (4, 13):
+            tags[tag] = struct.unpack(f"{e}{count}I", raw)
+        elif typ in (1, 7):
+            tags[tag] = tuple(raw)
+    return tags
+
+
+def _ints(value: object) -> list[int]:
+    return list(value) if isinstance(value, tuple) else []
+
+
+def _text(value: object) -> str:
+    return value.split(b"\x00")[0].decode("latin-1").strip() if isinstance(value, bytes) else ""
+
+
+def _first(value: object, default: int | None) -> int | None:
+    ints = _ints(value)
+    return ints[0] if ints else default
+
+
+def _ifd_from_tags(off: int, tags: dict[int, object], size: int, info: TiffInfo) -> Ifd:
+    ifd = Ifd(offset=off, subtype=_first(tags.get(254), None), width=_first(tags.get(256), 0) or 0,
+              height=_first(tags.get(257), 0) or 0, bits=_first(tags.get(258), 0) or 0,
+              samples=_first(tags.get(277), 1) or 1, compression=_first(tags.get(259), None),
+              photometric=_first(tags.get(262), None),
+              tile_width=_first(tags.get(322), 0) if 324 in tags else 0)
+    for off_tag, cnt_tag in ((273, 279), (324, 325), (513, 514)):
+        offsets, counts = _ints(tags.get(off_tag)), _ints(tags.get(cnt_tag))
+        if not offsets or len(offsets) != len(counts):
+            continue
+        ifd.data_bytes += sum(counts)
+        ifd.data_end = max(ifd.data_end, max(o + c for o, c in zip(offsets, counts, strict=True)))
+    if ifd.data_end > size:
+        info.problems.append(
+            f"image data of the {ifd.width}x{ifd.height} image at IFD {off} ends at byte "
+            f"{ifd.data_end}, but the file has {size} bytes")
+    return ifd
+
+
+def _cr3_tiff(data: bytes) -> TiffInfo | None:
+    """CR3 keeps its Make/Model in a TIFF inside the CMT1 box near the start."""
+    pos = data.find(b"CMT1", 0, 1 << 16)
+    if pos < 0:
+        return None
+    body = data[pos + 4:pos + 4 + (1 << 16)]
+    if sniff_container(body) != "tiff":
+        return None
+    try:
+        return read_tiff(body)
+    except struct.error:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# LibRaw's own camera list, read from the same library rawpy uses.
+
+@functools.cache
+def libraw_cameras() -> tuple[str, ...]:
+    folder = Path(rawpy.__file__).parent
+    for lib in sorted(folder.glob("libraw*.so*")) + sorted(folder.glob("libraw*.dll")):
+        try:
+            handle = ctypes.CDLL(str(lib))
+            handle.libraw_cameraList.restype = ctypes.POINTER(ctypes.c_char_p)
+            handle.libraw_cameraCount.restype = ctypes.c_int
+            names = handle.libraw_cameraList()
+            return tuple(names[i].decode("latin-1") for i in range(handle.libraw_cameraCount()))
+        except (OSError, AttributeError):
+            continue
+    return ()
+
+
+def _words(text: str) -> list[str]:
+    return "".join(c.lower() if c.isalnum() or c in "-" else " " for c in text).split()
+
+
+def camera_support(make: str, model: str) -> tuple[bool | None, str]:
+    """(known, LibRaw's entry). None when the list is unavailable or no Make is given."""
+    cameras = libraw_cameras()
+    if not cameras or not make:
+        return None, ""
+    make_words = set(_words(make))
+    entries = [c for c in cameras if c.split(" ", 1)[0].lower() in make_words]
+    if not entries:
+        return False, ""
+    model_words = set(_words(model)) - make_words
+    for entry in entries:
+        name = entry.split("(", 1)[0]
+        brand, _, rest = name.partition(" ")
+        for alias in rest.split(" / "):
+            alias_words = set(_words(alias)) - {brand.lower()}
+            if alias_words and alias_words <= model_words:
+                return True, entry
+    return False, ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Telling "this LibRaw cannot read the format" from "the file is broken".
+
+@dataclass(slots=True)
+class Structure:
+    container: str | None
+    tiff: TiffInfo | None
+    size: int
+    ext: str
+    head: bytes
+
+
+def read_structure(data: bytes, path: str) -> Structure:
+    container = sniff_container(data)
+    tiff = None
+    try:
+        if container == "tiff":
+            tiff = read_tiff(data)
+        elif container == "cr3":
+            tiff = _cr3_tiff(data)
+    except struct.error:
+        tiff = TiffInfo(problems=["the TIFF header is cut short"])
+    return Structure(container, tiff, len(data), Path(path).suffix.lower(), bytes(data[:8]))
+
+
+def classify_unsupported(st: Structure, stage: str) -> tuple[str, str]:
+    """Verdict and reason for a LibRawFileUnsupportedError, from the file's own structure."""
+    lib = f"LibRaw {LIBRAW_VERSION}"
+    if st.container is None:
+        if st.ext not in RAW_EXTENSIONS:
+            return UNSUPPORTED, (f"neither the extension '{st.ext}' nor the first bytes "
+                                 f"({st.head.hex()}) name a format {lib} reads")
+        return DAMAGED, (f"the file is named {st.ext} but its first bytes ({st.head.hex()}) are "
+                         f"no RAW header {lib} knows: header destroyed")
+    if st.container == "jpeg":
+        return DAMAGED, f"a JPEG stream named {st.ext}: {lib} rejects it as a RAW file"
+    if st.container != "tiff":
+        # CRW, CR3, RAF, ... are LibRaw formats; a CRW cut short fails this way because its
+        # directory sits at the end of the file.
+        return DAMAGED, f"{lib} reads {st.container.upper()} files but rejected this one at {stage}"
+    tiff = st.tiff or TiffInfo()
+    if tiff.problems:
+        return DAMAGED, "TIFF structure broken: " + "; ".join(tiff.problems[:3])
+    raw_ifd = tiff.raw_ifd()
+    if tiff.dng and raw_ifd is not None:
+        missing = _missing_codec(raw_ifd.compression)
+        if missing:
+            return UNSUPPORTED, (f"DNG compressed with {missing} (compression "
+                                 f"{raw_ifd.compression}), which {lib} in rawpy "
+                                 f"{rawpy.__version__} is built without")
+    camera = _camera_name(tiff)
+    if not tiff.dng:
+        known, entry = camera_support(tiff.make, tiff.model)
+        if known is False:
+            return UNSUPPORTED, f"camera '{camera or 'unnamed'}' is not in {lib}'s camera list"
+        if known and "not supported" in entry.lower():
+            return UNSUPPORTED, f"{lib} lists this camera as '{entry}'"
+    if raw_ifd is None:
+        return DAMAGED, f"the TIFF structure holds no raw image for '{camera or 'unnamed'}'"
+    return DAMAGED, (f"{lib} supports '{camera or 'DNG'}' and this compression, yet rejected "
+                     f"the file at {stage}: header or metadata damaged")
+
+
+def _camera_name(tiff: TiffInfo | None) -> str:
+    if tiff is None:
+        return ""
+    make, model = tiff.make, tiff.model
+    if make and model.lower().startswith(make.split(" ")[0].lower()):
+        return model
+    return f"{make} {model}".strip()
+
+
+def _missing_codec(compression: int | None) -> str | None:
+    if compression in _DNG_CODECS_MISSING_ALWAYS:
+        return _DNG_CODECS_MISSING_ALWAYS[compression]
+    if compression in _DNG_CODECS_BY_FLAG:
+        flag, name = _DNG_CODECS_BY_FLAG[compression]
+        if not rawpy.flags.get(flag, False):
+            return name
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Content checks on unpacked sensor data (vectorised; tested on synthetic frames both ways).
+
+# Target span of one chunk of a row: short enough that a 64 KiB fill covers many chunks,
+# long enough that a real sensor never yields one of exactly constant value unless clipped.
+CHUNK_SAMPLES = 1024
+# Impossible-constant spans needed before the data is called damaged (one is already
+# implausible; two keep a single odd span from deciding alone).
+MIN_BAD_SPANS = 2
+# Share of non-zero values below which a plane is "mostly zero" (a dark frame on a camera
+# that clips at black still has ~30-50 % non-zero noise).
+MIN_NONZERO_SHARE = 0.01
+# Bits per pixel below which a file cannot hold the image it claims, whatever the codec.
+MIN_BITS_PER_PIXEL = 0.05
+# Lossless JPEG spends at least one bit per sample (shortest Huffman code); half for margin.
+MIN_LJ92_BITS_PER_SAMPLE = 0.5
+
+
+def _planes(data: np.ndarray, colors: int) -> list[np.ndarray]:
+    if data.ndim == 2:
+        return [data]
+    planes = [data[..., k] for k in range(data.shape[2])]
+    # Stack images carry a 4th plane that stays zero for 3-colour data.
+    if len(planes) > colors and not planes[-1].any():
+        planes = planes[:colors]
+    return planes
+
+
+def _span_stats(plane: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Per span of `chunk` samples along the rows: min, max, and whether it is an exact ramp.
+
+    A ramp is exactly linear per CFA colour (second differences at step 2 all zero, slope not
+    zero), computed
+    in wrapping uint16 arithmetic: a corrupt lossless-JPEG predictor chain decodes to such a
+    ramp, wrapping past 65535, while sensor noise never lines up over a whole span.
+    """
+    h, w = plane.shape
+    cw = max(1, min(chunk, w))
+    k = w // cw
+    spans = plane[:, :k * cw].reshape(h, k, cw).astype(np.uint16, copy=False)
+    mins, maxs = spans.min(axis=2).ravel(), spans.max(axis=2).ravel()
+    if cw < 8:
+        return mins, maxs, np.zeros_like(mins, dtype=bool), k
+    # Screen on the first samples of each span, then check the few candidates in full.
+    ramp = _ramps(spans[:, :, :16]).ravel()
+    if ramp.any():
+        flat = spans.reshape(-1, cw)
+        idx = np.flatnonzero(ramp)
+        ramp[idx] = _ramps(flat[idx][None]).ravel()
+    return mins, maxs, ramp, k
+
+
+def _ramps(spans: np.ndarray) -> np.ndarray:
+    step = spans[:, :, 2:] - spans[:, :, :-2]
+    # A slope of zero per colour is clipping with a different clip level per channel.
+    return ~(step[:, :, 2:] - step[:, :, :-2]).any(axis=2) & step.any(axis=2)
+
+
+def chunk_width(width: int, tile_width: int = 0) -> int:
+    """Spans of about CHUNK_SAMPLES; inside one tile for tiled data, whose damage is per tile
+    (a LJ92 DNG tile that fails to decode comes back as zeros while its neighbours are fine)."""
+    if 0 < tile_width < width:
+        parts = max(1, -(-tile_width // CHUNK_SAMPLES))
+        return max(1, tile_width // parts)
+    return max(1, width // max(1, -(-width // CHUNK_SAMPLES)))
+
+
+def _runs(mask: np.ndarray) -> int:
+    return int(np.count_nonzero(mask[1:] & ~mask[:-1]) + bool(mask[0])) if mask.size else 0
+
+
+def _fill_like(const: np.ndarray, values: np.ndarray, edge_values: np.ndarray,
+               candidates: np.ndarray) -> np.ndarray:
+    """Constant spans whose value barely occurs outside them.
+
+    A fill touches other spans only at its two ends (where it starts and stops mid-span);
+    clipping at that value shows up in many spans around a blown or crushed region.
+    """
+    bad = np.zeros_like(const)
+    for v in np.unique(values[candidates]):
+        at_v = const & (values == v)
+        if np.count_nonzero(edge_values == v) <= 2 * _runs(at_v):
+            bad |= at_v
+    return bad
+
+
+def constant_span_check(data: np.ndarray, *, black: int, white: int, colors: int = 3,
+                        tile_width: int = 0) -> dict:
+    """Row spans of filled data: exactly constant at a value no sensor produces, or ramps.
+
+    A constant span is impossible when its value is under half the black level, or below
+    every other part of the image (a zero fill under the noise floor), or above both the white
+    level and every other part of the image (a 0xFF fill) while hardly occurring elsewhere.
+    Clipped highlights sit at the data's own maximum and recur around the blown area; a
+    scanner border sits at the data's own minimum; neither is flagged. Spans next to a
+    constant one are left out of "every other part": a fill rarely starts on a span boundary.
+    """
+    chunk = chunk_width(data.shape[1], tile_width)
+    worst = (0, 0, 0, 0, 1, "")  # bad spans, first bad span, value, plane, spans/row, kind
+    for p, plane in enumerate(_planes(data, colors)):
+        mins, maxs, ramp, per_row = _span_stats(plane, chunk)
+        const = mins == maxs
+        ramp &= ~const
+        bad = ramp.copy()
+        if const.any():
+            near = const.copy()
+            near[1:] |= const[:-1]
+            near[:-1] |= const[1:]
+            near[per_row:] |= const[:-per_row]
+            near[:-per_row] |= const[per_row:]
+            clean = ~near
+            if black > 0:
+                bad |= const & (mins < black // 2)
+            if clean.any():
+                lo, hi = mins[clean].min(), maxs[clean].max()
+                varied = ~const
+                bad |= _fill_like(const, mins, mins[varied], const & (mins < lo))
+                bad |= _fill_like(const, mins, maxs[varied],
+                                  const & (mins > hi) & (mins > white))
+        count = int(np.count_nonzero(bad))
+        if count > worst[0]:
+            first = int(np.argmax(bad))
+            kind = "a ramp" if ramp[first] else f"exactly {int(mins[first])}"
+            worst = (count, first, int(mins[first]), p, per_row, kind)
+    count, first, _value, plane_no, per_row, kind = worst
+    if count < MIN_BAD_SPANS:
+        return check("constant_rows", True, "no impossible constant spans")
+    where = f" in plane {plane_no}" if data.ndim == 3 else ""
+    return check("constant_rows", False,
+                 f"{count} row spans of {chunk} samples are filled, not sensor output (first: "
+                 f"{kind} at row {first // per_row}{where}; black {black}, white {white})")
+
+
+def nonzero_check(data: np.ndarray, colors: int = 3) -> dict:
+    shares = [float(np.count_nonzero(p)) / p.size for p in _planes(data, colors) if p.size]
+    low = min(shares) if shares else 0.0
+    detail = "non-zero share per plane " + ", ".join(f"{s:.1%}" for s in shares)
+    if low < MIN_NONZERO_SHARE:
+        return check("nonzero", False, f"raw data mostly zero ({detail})")
+    return check("nonzero", True, detail)
+
+
+def size_check(st: Structure, raw_height: int, raw_width: int) -> dict:
+    raw_ifd = st.tiff.raw_ifd() if st.tiff else None
+    if raw_ifd is not None and raw_ifd.data_bytes and raw_ifd.width and raw_ifd.height:
+        samples = raw_ifd.width * raw_ifd.height * max(1, raw_ifd.samples)
+        if raw_ifd.compression == 1 and raw_ifd.bits:
+            need = samples * raw_ifd.bits // 8
+            if raw_ifd.data_bytes < need * 0.98:
+                return check("data_size", False,
+                             f"uncompressed raw data holds {raw_ifd.data_bytes} bytes; "
+                             f"{raw_ifd.width}x{raw_ifd.height}x{raw_ifd.bits} bits needs {need}")
+            return check("data_size", True, f"uncompressed, {raw_ifd.data_bytes} bytes as claimed")
+        if raw_ifd.compression == 7:
+            bps = raw_ifd.data_bytes * 8 / samples
+            if bps < MIN_LJ92_BITS_PER_SAMPLE:
+                return check("data_size", False,
+                             f"lossless-JPEG raw data of {raw_ifd.data_bytes} bytes for "
+                             f"{samples} samples ({bps:.3f} bits each; at least 1 is needed)")
+            return check("data_size", True, f"lossless JPEG, {bps:.2f} bits per sample")
+    pixels = max(1, raw_height * raw_width)
+    bpp = st.size * 8 / pixels
+    if bpp < MIN_BITS_PER_PIXEL:
+        return check("data_size", False,
+                     f"file of {st.size} bytes for {raw_width}x{raw_height} pixels "
+                     f"({bpp:.4f} bits per pixel): too small to hold the image")
+    return check("data_size", True, f"{bpp:.2f} bits per pixel in the file")
+
+
+def structure_check(st: Structure) -> dict | None:
+    """Raw image data claimed past the end of file (LibRaw reads zeros there silently)."""
+    if st.container != "tiff" or st.tiff is None:
+        return None
+    raw_ifd = st.tiff.raw_ifd()
+    if raw_ifd is None or not raw_ifd.data_end:
+        return None
+    if raw_ifd.data_end > st.size:
+        return check("structure", False,
+                     f"raw image data is claimed up to byte {raw_ifd.data_end}, but the file "
+                     f"has {st.size} bytes (truncated)")
+    return check("structure", True, "raw image data lies inside the file")
+
+
+# ---------------------------------------------------------------------------------------------
+# The decode.
+
+@dataclass(slots=True)
+class RawDecode:
+    result: dict
+    raw: rawpy.RawPy | None = None        # open and unpacked, for the preview; caller closes
+    thumb: np.ndarray | None = None       # embedded preview pixels (RGB), already decoded
+    camera: str = ""
+    data: bytes = b""                     # the file, for an embedded preview after a failure
+
+
+def _thumb_check(raw: rawpy.RawPy) -> tuple[dict, np.ndarray | None]:
+    try:
+        thumb = raw.extract_thumb()
+    except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
+        return check("embedded_preview", True, "none in the file"), None
+    except rawpy.LibRawError as exc:
+        return check("embedded_preview", False, f"{type(exc).__name__}: {exc}"), None
+    if thumb.format == rawpy.ThumbFormat.JPEG:
+        try:
+            pixels = simplejpeg.decode_jpeg(thumb.data, strict=True)
+        except ValueError as exc:
+            return check("embedded_preview", False, f"embedded JPEG does not decode: {exc}"), None
+        h, w = pixels.shape[:2]
+        return check("embedded_preview", True, f"JPEG {w}x{h} decodes strictly"), pixels
+    pixels = np.asarray(thumb.data)
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        return check("embedded_preview", True, f"bitmap of shape {pixels.shape} (not shown)"), None
+    return check("embedded_preview", True,
+                 f"bitmap {pixels.shape[1]}x{pixels.shape[0]}"), pixels
+
+
+def verify_raw(path: str, data: bytes) -> RawDecode:
+    """Open from memory (the bytes are read once by the caller), unpack, check."""
+    name = decoder_name()
+    st = read_structure(data, path)
+    camera = _camera_name(st.tiff)
+    raw = rawpy.RawPy()
+    stage = "open"
+    try:
+        raw.open_buffer(io.BytesIO(data))
+        stage = "unpack"
+        image = raw.raw_image  # forces the unpack; open only identifies the file
+    except rawpy.LibRawError as exc:
+        raw.close()
+        return RawDecode(_failure(name, exc, st, stage), camera=camera, data=data)
+    checks = [check("unpack", True,
+                    f"{raw.raw_type.name} {'x'.join(map(str, image.shape))}, "
+                    f"black {min(raw.black_level_per_channel)}, white {raw.white_level}")]
+    structure = structure_check(st)
+    if structure is not None:
+        checks.append(structure)
+    checks.append(size_check(st, raw.sizes.raw_height, raw.sizes.raw_width))
+    visible = raw.raw_image_visible
+    white = max([raw.white_level] + list(raw.camera_white_level_per_channel or []))
+    raw_ifd = st.tiff.raw_ifd() if st.tiff else None
+    tile_width = raw_ifd.tile_width if raw_ifd is not None else 0
+    # Tiled data is checked in stored coordinates so spans line up with the tiles.
+    checks.append(constant_span_check(image if tile_width else visible,
+                                      black=min(raw.black_level_per_channel), white=white,
+                                      colors=raw.num_colors, tile_width=tile_width))
+    checks.append(nonzero_check(visible, raw.num_colors))
+    thumb_check, thumb = _thumb_check(raw)
+    checks.append(thumb_check)
+    return RawDecode(outcome(name, checks), raw=raw, thumb=thumb, camera=camera)
+
+
+def embedded_preview_only(data: bytes) -> tuple[np.ndarray, int] | None:
+    """The camera's embedded preview of a file whose sensor data did not unpack.
+
+    A failed unpack leaves the rawpy object unusable (LibRawOutOfOrderCallError), so a fresh
+    one is opened over the same bytes in memory and only the thumbnail is unpacked. The JPEG
+    is decoded leniently: this is for showing what survived, not for proof.
+    """
+    raw = rawpy.RawPy()
+    try:
+        raw.open_buffer(io.BytesIO(data))
+        thumb = raw.extract_thumb()
+        flip = int(raw.sizes.flip)
+    except rawpy.LibRawError:
+        return None
+    finally:
+        raw.close()
+    if thumb.format == rawpy.ThumbFormat.JPEG:
+        try:
+            pixels = simplejpeg.decode_jpeg(thumb.data, strict=False)
+        except ValueError:
+            return None
+    else:
+        pixels = np.asarray(thumb.data)
+        if pixels.ndim != 3 or pixels.shape[2] != 3:
+            return None
+    return pixels, flip
+
+
+def _failure(name: str, exc: rawpy.LibRawError, st: Structure, stage: str) -> dict:
+    what = f"{type(exc).__name__} at {stage}: {_exc_text(exc)}"
+    if isinstance(exc, rawpy.LibRawFileUnsupportedError | rawpy.LibRawNotImplementedError):
+        verdict, reason = classify_unsupported(st, stage)
+    else:
+        verdict, reason = DAMAGED, _fatal_reason(exc, st)
+    checks = [check(stage, False, f"{what}; {reason}")]
+    return outcome(name, checks, verdict=verdict, error=f"{what}; {reason}")
+
+
+def _fatal_reason(exc: rawpy.LibRawError, st: Structure) -> str:
+    if isinstance(exc, rawpy.LibRawIOError):
+        return "the data ends before the image does (truncated or unreadable)"
+    if isinstance(exc, rawpy.LibRawDataError):
+        return "the compressed image data is corrupt"
+    if isinstance(exc, rawpy.LibRawTooBigError):
+        return "the header claims an impossible image size"
+    return "LibRaw could not decode the image data"
+
+
+def _exc_text(exc: BaseException) -> str:
+    text = exc.args[0] if exc.args else str(exc)
+    if isinstance(text, bytes):
+        text = text.decode("latin-1")
+    return str(text)
+
+
+# Extensions LibRaw reads (for the pipeline's sorting and for reasons in error texts).
+RAW_EXTENSIONS = frozenset(
+    ".3fr .ari .arw .bay .braw .cr2 .cr3 .crw .cs1 .dcr .dng .erf .fff .gpr .iiq .k25 .kdc "
+    ".mdc .mef .mos .mrw .nef .nrw .orf .pef .ptx .pxn .qtk .raf .raw .rw2 .rwl .rwz .sr2 .srf "
+    ".srw .sti .x3f".split())

@@ -1,0 +1,175 @@
+"""One file's decode check and preview, run inside a worker process.
+
+`run_task(req) -> dict` is the contract with the pipeline (see DecodePool). It reads the file
+once, decodes it with the decoder for its kind, writes the preview from what that decode holds
+in memory, and, when the copy is damaged and the card original is given, decodes the card
+original too so the pipeline can tell transfer damage from damage on the card.
+
+It never raises: any exception becomes a "damaged" result carrying the error text.
+
+Test-only request key: `"_test_fault": "crash" | "hang"` makes the worker abort or sleep
+forever, so the pool's isolation can be tested with real process deaths. Nothing else reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from pathlib import Path
+
+from ingest.decode import DAMAGED, UNSUPPORTED, check, outcome
+from ingest.decode.capture import capture_fd2
+
+KINDS = ("raw", "jpeg", "heif", "tiff")
+
+
+def decoder_for_kind(kind: str) -> str:
+    """Decoder name and version for a kind (used for results the worker could not produce)."""
+    if kind == "raw":
+        from ingest.decode.raw import decoder_name
+        return decoder_name()
+    if kind == "jpeg":
+        from ingest.decode.jpeg import decoder_name
+        return decoder_name()
+    if kind == "heif":
+        from ingest.decode.other import heif_decoder_name
+        return heif_decoder_name()
+    if kind == "tiff":
+        from ingest.decode.other import tiff_decoder_name
+        return tiff_decoder_name()
+    return "none"
+
+
+def run_task(req: dict) -> dict:
+    if req.get("_test_fault"):
+        _test_fault(req["_test_fault"])
+    result: dict = {"decode": None, "card_decode": None, "preview": None, "preview_error": None}
+    holder = None
+    try:
+        decode, holder = _decode_file(req["path"], req["kind"], req)
+        result["decode"] = decode
+        if req.get("preview"):
+            _add_preview(result, holder, req)
+        card_path = req.get("card_path")
+        if decode["verdict"] == DAMAGED and card_path:
+            card, card_holder = _decode_file(card_path, req["kind"], None)
+            _close(card_holder)
+            result["card_decode"] = card
+    except Exception as exc:  # noqa: BLE001 - the contract: a per-file failure is a result
+        text = f"{type(exc).__name__}: {exc}"
+        if result["decode"] is None:
+            result["decode"] = _exception_result(req.get("kind", ""), text)
+        elif req.get("preview") and result["preview"] is None:
+            result["preview_error"] = f"preview failed: {text}"
+        else:
+            result["decode"]["error"] = (result["decode"]["error"] or "") + f"; {text}"
+    finally:
+        _close(holder)
+    return result
+
+
+def _test_fault(fault: str) -> None:
+    """Die or hang like a broken decoder would, with fd 2 captured as during a real decode."""
+    with capture_fd2():
+        if fault == "crash":
+            os.abort()
+        if fault == "hang":
+            while True:
+                time.sleep(3600)
+
+
+def _exception_result(kind: str, text: str) -> dict:
+    try:
+        name = decoder_for_kind(kind)
+    except Exception:  # noqa: BLE001
+        name = "unknown"
+    res = outcome(name, [check("decode", False, text)], verdict=DAMAGED, error=text)
+    res["stderr"] = traceback.format_exc(limit=3)[-2000:]
+    return res
+
+
+def _decode_file(path: str, kind: str, req: dict | None):
+    """Read once, decode with fd 2 captured; returns (decode dict, decoder-held data)."""
+    started = time.perf_counter()
+    holder = None
+    if kind not in KINDS:
+        text = f"no decoder for kind '{kind}'"
+        return outcome("none", [check("decode", False, text)], verdict=UNSUPPORTED,
+                       error=text), None
+    with capture_fd2() as captured:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            decode = outcome(decoder_for_kind(kind), [check("read", False, str(exc))],
+                             verdict=DAMAGED, error=f"cannot read the file: {exc}")
+        else:
+            decode, holder = _decode_bytes(path, kind, data, req)
+    decode["seconds"] = round(time.perf_counter() - started, 4)
+    decode["stderr"] = captured.text.replace("unknown file:", f"{Path(path).name}:")
+    if decode["stderr"] and decode["verdict"] != "ok":
+        decode["error"] = f"{decode['error']} [decoder said: {decode['stderr'][:500]}]"
+    return decode, holder
+
+
+def _decode_bytes(path: str, kind: str, data: bytes, req: dict | None):
+    if kind == "raw":
+        from ingest.decode.raw import verify_raw
+        dec = verify_raw(path, data)
+        return dec.result, dec
+    if kind == "jpeg":
+        from ingest.decode.jpeg import verify_jpeg
+        size = int(req["preview"].get("size", 2048)) if req and req.get("preview") else None
+        dec = verify_jpeg(data, size)
+        return dec.result, dec
+    if kind == "heif":
+        from ingest.decode.other import verify_heif
+        dec = verify_heif(data)
+        return dec.result, dec
+    if kind == "tiff":
+        from ingest.decode.other import verify_tiff
+        dec = verify_tiff(data)
+        return dec.result, dec
+    raise ValueError(f"no decoder for kind '{kind}'")
+
+
+def _add_preview(result: dict, holder, req: dict) -> None:
+    from ingest.preview import PreviewRequest
+    preq = PreviewRequest.from_req(req["preview"], req.get("capture_time"))
+    decode = result["decode"]
+    with capture_fd2() as captured:
+        result["preview"], result["preview_error"] = _preview(holder, decode, preq)
+    if captured.text:
+        decode["stderr"] = (decode["stderr"] + "\npreview: " + captured.text).strip()
+
+
+def _preview(holder, decode: dict, preq) -> tuple[dict | None, str | None]:
+    from ingest import preview as pv
+    verdict = decode["verdict"]
+    damaged = verdict != "ok"
+    if holder is None:
+        return None, f"no preview: {decode['error'] or 'nothing decoded'}"
+    if decode["decoder"].startswith("rawpy"):
+        if holder.raw is not None:
+            return pv.preview_from_raw(holder.raw, holder.thumb, preq, partial=damaged), None
+        from ingest.decode.raw import embedded_preview_only
+        found = embedded_preview_only(holder.data)
+        if found is None:
+            return None, ("no preview: the sensor data did not decode and the file holds no "
+                          "decodable embedded preview")
+        thumb, flip = found
+        summary = pv.preview_from_thumb(thumb, flip, preq)
+        # An unsupported file is complete: its camera preview shows the whole image.
+        summary["partial"] = verdict == DAMAGED
+        return summary, None
+    if holder.pixels is None:
+        return None, "no preview: nothing of the image decoded"
+    return pv.preview_from_pixels(holder.pixels, preq, orientation=holder.orientation,
+                                  icc=holder.icc, partial=damaged), None
+
+
+def _close(holder) -> None:
+    raw = getattr(holder, "raw", None)
+    if raw is not None:
+        raw.close()
+        holder.raw = None

@@ -1,0 +1,132 @@
+"""One archived file's check: re-read it from disk, compare with the hash recorded at ingest,
+turn a decode result into a verify status, and record the outcome in the catalog.
+
+The comparison is always against `files.xxh3_128`, the hash taken when the file was ingested;
+a verify never rewrites it, so a file that rots slowly cannot drift its own reference.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import time
+from dataclasses import dataclass
+
+from ingest.catalog import Catalog, Row
+from ingest.fsio import FileIO, uncached_hash
+from ingest.kinds import IMAGE_KINDS
+from ingest.model import Copy, FileRecord, Kind, Status
+
+# When verify last looked at each file. Kept apart from `files.last_verified_at`, which the
+# offload also sets at ingest, because the order needs "never re-verified since ingest".
+_STATE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS verify_state(
+    file_id INTEGER PRIMARY KEY, at TEXT NOT NULL, result TEXT NOT NULL);
+"""
+_DECODE_KINDS = frozenset(str(k) for k in IMAGE_KINDS)
+
+
+@dataclass(slots=True)
+class HashCheck:
+    status: Status  # verified, corrupt or missing
+    detail: str
+    digest: str | None  # what the disk holds now, when it could be read
+    bytes_read: int
+    mtime_ns: int | None  # the file's mtime now, when it exists
+    seconds: float
+
+
+def ensure_schema(db: sqlite3.Connection) -> None:
+    db.executescript(_STATE_SCHEMA)
+
+
+def last_checks(db: sqlite3.Connection) -> dict[int, str]:
+    """file id -> time of its latest verify check."""
+    try:
+        return dict(db.execute("SELECT file_id, at FROM verify_state"))
+    except sqlite3.OperationalError:  # no verify has run on this catalog yet
+        return {}
+
+
+def record_check(catalog: Catalog, file_id: int, session_id: str, at: str, result: str,
+                 detail: str | None) -> None:
+    """One short transaction per file, so a run killed at any point keeps every finished check.
+    `files.status` (the offload's verdict) is left alone; only the check fields change."""
+    with catalog.db:
+        catalog.db.execute("INSERT INTO checks(file_id,session_id,at,result,detail) "
+                           "VALUES(?,?,?,?,?)", (file_id, session_id, at, result, detail))
+        catalog.db.execute("UPDATE files SET last_verified_at=?, last_result=? WHERE id=?",
+                           (at, result, file_id))
+        catalog.db.execute("INSERT OR REPLACE INTO verify_state(file_id, at, result) "
+                           "VALUES(?,?,?)", (file_id, at, result))
+
+
+def hash_check(abs_path: str, row: Row, io: FileIO) -> HashCheck:
+    t0 = time.perf_counter()
+
+    def done(status: Status, detail: str, digest: str | None = None, nbytes: int = 0,
+             mtime: int | None = None) -> HashCheck:
+        return HashCheck(status, detail, digest, nbytes, mtime, time.perf_counter() - t0)
+
+    try:
+        st = os.lstat(abs_path)
+    except FileNotFoundError:
+        return done(Status.MISSING, f"not found at {abs_path}")
+    except OSError as e:
+        return done(Status.CORRUPT, f"could not be read: {e.strerror or e}")
+    if not stat.S_ISREG(st.st_mode):
+        return done(Status.CORRUPT, "is no longer a regular file", mtime=st.st_mtime_ns)
+    try:
+        # Read even when the size differs: the hash it has now goes into the MHL as `failed`.
+        digest, nbytes = uncached_hash(abs_path, io)
+    except OSError as e:
+        return done(Status.CORRUPT, f"could not be read: {e.strerror or e}",
+                    mtime=st.st_mtime_ns)
+    if nbytes != row.size:
+        return done(Status.CORRUPT, f"size is now {nbytes} bytes, was {row.size} at ingest",
+                    digest, nbytes, st.st_mtime_ns)
+    if digest != row.xxh3_128:
+        return done(Status.CORRUPT, f"content changed since ingest (xxh3-128 now {digest}, "
+                    f"was {row.xxh3_128})", digest, nbytes, st.st_mtime_ns)
+    return done(Status.VERIFIED, "", digest, nbytes, st.st_mtime_ns)
+
+
+def wants_decode(row: Row) -> bool:
+    return (row.kind or "") in _DECODE_KINDS
+
+
+def decode_request(abs_path: str, kind: str) -> dict:
+    return {"path": abs_path, "kind": kind, "card_path": None, "preview": None,
+            "capture_time": None}
+
+
+def apply_decode(rec: FileRecord, result: dict) -> None:
+    """The hash already matched the original, so the bytes are those ingested: a decode that
+    fails now failed then. Only a clear `damaged` verdict flags the file; a decoder that cannot
+    judge (unsupported, crashed, timed out) leaves it verified by hash, and says so."""
+    dec = result.get("decode") or {}
+    rec.decode = {k: dec.get(k) for k in ("decoder", "ok", "error", "checks", "seconds",
+                                          "verdict")}
+    verdict = dec.get("verdict")
+    if verdict == "ok":
+        return
+    if verdict == "damaged":
+        rec.status = Status.DAMAGED
+        rec.detail = (f"matches its original hash but does not decode "
+                      f"({dec.get('error') or 'decode failed'}): it was already damaged when it "
+                      "was ingested")
+    else:
+        reason = dec.get("error") or f"decoder {verdict}"
+        rec.detail = f"hash matches the original; the decode check could not judge it ({reason})"
+
+
+def new_record(root: str, rel: str, row: Row) -> FileRecord:
+    try:
+        kind = Kind(row.kind or "other")
+    except ValueError:
+        kind = Kind.OTHER
+    return FileRecord(path=rel, kind=kind, size=row.size, mtime_ns=row.mtime_ns,
+                      xxh3_128=row.xxh3_128, status=Status.SKIPPED,
+                      capture_time=row.capture_time, camera_make=row.camera_make,
+                      camera_model=row.camera_model, copies=[Copy(root, rel, False, "existing")])

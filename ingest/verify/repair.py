@@ -1,0 +1,182 @@
+"""Find a good copy of a corrupt or missing archive file, and restore the file from it.
+
+A copy is good only if its bytes, re-read from disk now, hash to the ORIGINAL hash in the
+damaged archive's catalog. Restoring goes through the same steps as an offload: a hidden
+partial beside the final name, fsync, read-back from disk against the original hash, then
+rename over the final name and fsync the folder. Nothing is ever restored from an unverified
+copy, and a restore that fails at any step leaves the archive as it was.
+
+Sibling archives come from the command line and from the `peers` table, which the offload
+fills with the other destinations of each run (`record_peers`).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import urllib.parse
+from collections.abc import Sequence
+from contextlib import closing
+from dataclasses import dataclass
+
+from ingest import fsio
+from ingest.catalog import Catalog, Row, catalog_path
+from ingest.verify.plan import disk_path
+
+_PEERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS peers(root TEXT PRIMARY KEY, session_id TEXT, recorded_at TEXT);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class GoodCopy:
+    root: str
+    rel: str  # on disk, relative to root
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.root, self.rel)
+
+
+# --- peers ---------------------------------------------------------------------------------
+
+
+def ensure_schema(db: sqlite3.Connection) -> None:
+    db.executescript(_PEERS_SCHEMA)
+
+
+def record_peers(catalog: Catalog, roots: Sequence[str], session_id: str | None = None,
+                 now: str | None = None) -> None:
+    """Remember the other destinations of an offload in this destination's catalog, so a
+    later verify of this archive alone still knows where to look for a good copy."""
+    own = os.path.realpath(os.path.dirname(os.path.dirname(catalog.path)))
+    ensure_schema(catalog.db)
+    with catalog.db:
+        for root in roots:
+            real = os.path.realpath(root)
+            if real != own:
+                catalog.db.execute("INSERT OR REPLACE INTO peers VALUES(?,?,?)",
+                                   (real, session_id, now))
+
+
+def recorded_peers(catalog: Catalog) -> list[str]:
+    """Most recently recorded first."""
+    try:
+        cur = catalog.db.execute("SELECT root FROM peers ORDER BY recorded_at DESC, root")
+    except sqlite3.OperationalError:
+        return []
+    return [r for (r,) in cur]
+
+
+# --- finding a good copy -------------------------------------------------------------------
+
+
+def find_good_copy(row: Row, rel: str, roots: Sequence[str],
+                   io: fsio.FileIO) -> tuple[GoodCopy | None, list[str]]:
+    """The first copy in `roots` whose bytes hash to `row`'s original hash now.
+
+    Returns (copy or None, one note per root that was looked at and why it did not serve).
+    """
+    notes: list[str] = []
+    for root in roots:
+        if not os.path.isdir(root):
+            notes.append(f"{root}: not mounted")
+            continue
+        seen = False
+        for candidate in _candidates(root, rel, row.xxh3_128):
+            path = os.path.join(root, candidate)
+            try:
+                if os.path.getsize(path) != row.size:
+                    seen = True
+                    continue
+                digest, _ = fsio.uncached_hash(path, io)
+            except OSError:
+                continue
+            seen = True
+            if digest == row.xxh3_128:
+                return GoodCopy(root, candidate), notes
+        notes.append(f"{root}: {'its copy differs from the original too' if seen else 'no copy'}")
+    return None, notes
+
+
+def _candidates(root: str, rel: str, digest: str) -> list[str]:
+    """The same path first (the usual case: same layout), then wherever that archive's own
+    catalog holds the same content (a name suffixed differently, another layout)."""
+    found = [rel]
+    for path in _paths_by_hash(root, digest):
+        on_disk = disk_path(path)
+        if on_disk not in found:
+            found.append(on_disk)
+    return found
+
+
+def _paths_by_hash(root: str, digest: str) -> list[str]:
+    path = catalog_path(root)
+    if not os.path.isfile(path):
+        return []
+    # Read-only: a sibling archive is not ours to lock or change.
+    uri = "file:" + urllib.parse.quote(path) + "?mode=ro"
+    try:
+        with closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
+            return [p for (p,) in db.execute(
+                "SELECT path FROM files WHERE xxh3_128=? ORDER BY id", (digest,))]
+    except sqlite3.Error:
+        return []
+
+
+# --- restoring -----------------------------------------------------------------------------
+
+
+def restore(good: GoodCopy, root: str, rel: str, row: Row, token: str,
+            io: fsio.FileIO) -> str | None:
+    """Restore `root/rel` from `good`. Returns None when done, else why nothing changed."""
+    folder, _, name = rel.rpartition("/")
+    partial = ""
+    try:
+        abs_folder = fsio.makedirs_synced(root, folder)
+        fsio.remove_stale_partials(abs_folder, keep=lambda n: token in n)
+        partial = os.path.join(abs_folder, fsio.partial_name(name, token))
+        if os.path.lexists(partial):
+            os.unlink(partial)
+        digest = _copy(good.path, partial, io)
+        if digest != row.xxh3_128:
+            _remove(partial)
+            return f"the copy at {good.path} changed while it was read; nothing was restored"
+        fsio.set_mtime(partial, row.mtime_ns)
+        back, nbytes = fsio.uncached_hash(partial, io)
+        if back != row.xxh3_128 or nbytes != row.size:
+            _remove(partial)
+            return ("the restored copy did not match the original when read back from disk; "
+                    "nothing was restored (check the disk)")
+        io.rename(partial, os.path.join(abs_folder, name))
+        fsio.fsync_dir(abs_folder)
+    except OSError as e:
+        _remove(partial)
+        return f"could not restore: {e.strerror or e}"
+    return None
+
+
+def _copy(src: str, partial: str, io: fsio.FileIO) -> str:
+    """Copy in one read, hashing what was read; returns that hash."""
+    h = fsio.new_hasher()
+    src_fd = os.open(src, os.O_RDONLY)
+    try:
+        dst_fd = io.open_partial(partial)
+        try:
+            while chunk := io.read(src_fd, fsio.CHUNK):
+                h.update(chunk)
+                io.write(dst_fd, chunk)
+            io.fsync(dst_fd)
+        finally:
+            os.close(dst_fd)
+    finally:
+        os.close(src_fd)
+    return h.hexdigest()
+
+
+def _remove(path: str) -> None:
+    if path:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass

@@ -1,0 +1,346 @@
+"""The verify run: the only module that knows the order of verify's stages.
+
+check the archives -> lock them all -> plan (walk, subset, order, byte budget) -> for each due
+file, while time and battery allow: re-read and hash it (main thread) -> decode images in worker
+processes, overlapped with the next reads -> look for a good copy of a corrupt or missing file,
+and restore it on --repair -> record the check in the catalog the moment the file is done ->
+skipped and untracked records -> one ASC MHL generation per archive -> reports.
+
+Every per-file problem ends as a status on its record; only a bad archive argument, a lock
+held by another run or an unreadable catalog raise.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ingest import __version__
+from ingest.catalog import CATALOG_NAME, STATE_DIR, Catalog, catalog_path
+from ingest.copier import Destination
+from ingest.kinds import classify
+from ingest.lock import DestinationLock
+from ingest.model import FLAGGED_VERIFY, Copy, FileRecord, Status
+from ingest.pipeline import PREVIEW_DIR, build_report, write_reports
+from ingest.power import battery_stop_reason, lower_priority
+from ingest.preflight import UsageError
+from ingest.verify import VerifyConfig, check, repair
+from ingest.verify.check import HashCheck
+from ingest.verify.plan import Item, build_plan
+
+if TYPE_CHECKING:
+    from ingest.decode.pool import DecodePool
+
+
+@dataclass(slots=True)
+class VerifyResult:
+    report: dict
+    records: list[FileRecord]
+    archives: list[str]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(r.status in FLAGGED_VERIFY for r in self.records) else 0
+
+
+def check_archives(paths: list[str]) -> list[str]:
+    """Real paths of the archives, or UsageError with one line the user can act on."""
+    if not paths:
+        raise UsageError("give at least one archive (a folder that ingest offloaded to)")
+    seen: dict[str, str] = {}
+    for given in paths:
+        real = os.path.realpath(os.path.expanduser(given))
+        if not os.path.isdir(real):
+            raise UsageError(f"archive {given} does not exist or is not a folder: "
+                             "mount the disk first")
+        if not os.path.isfile(catalog_path(real)):
+            raise UsageError(f"archive {given} has no ingest catalog ({STATE_DIR}/{CATALOG_NAME}): "
+                             "give a folder that ingest offloaded to")
+        if real in seen:
+            raise UsageError(f"archive {given} is given twice (same folder as {seen[real]})")
+        seen[real] = given
+    return list(seen)
+
+
+def verify(cfg: VerifyConfig) -> VerifyResult:
+    roots = check_archives(cfg.archives)
+    priority = lower_priority() if cfg.low_priority else []
+    started = cfg.clock()
+    session = started.strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
+    emit = cfg.progress or (lambda *a, **k: None)
+
+    with ExitStack() as stack:
+        for root in roots:
+            stack.enter_context(DestinationLock(root, "ingest verify"))
+        archives = [_open(stack, root, session, started) for root in roots]
+        plan = build_plan([(a.root, a.catalog) for a in archives], cfg.subset, cfg.max_bytes)
+        emit("planned", files=len(plan.due),
+             bytes=sum(i.row.size for i in plan.due if i.present))
+        run = _Run(cfg, archives, session, started, emit, stack)
+        run.check_all(plan.due)
+        records = run.records
+        records += [_skipped(i, _budget_note(cfg.max_bytes)) for i in plan.over_budget]
+        records += [_skipped(i, f"not checked: {run.stop_reason}") for i in run.not_started]
+        records += [r for a in archives for r in _untracked(a.root, plan.untracked[a.root])]
+        finished = cfg.clock()
+        for a in archives:
+            a.catalog.finish_session(session, finished.isoformat())
+        if cfg.destination_reports:
+            _add_mhl_generations(archives, run.facts, finished)
+
+    report = build_report("verify", None, archives, records, None, started, finished, cfg)
+    seconds = (finished - started).total_seconds()
+    report["verify"] = {
+        "subset": f"{cfg.subset[0]}/{cfg.subset[1]}" if cfg.subset else None,
+        "max_seconds": cfg.max_seconds, "max_bytes": cfg.max_bytes,
+        "stopped": run.stop_reason, "checked": run.checked, "bytes_read": run.bytes_read,
+        "files_per_second": round(run.checked / seconds, 2) if seconds > 0 else None,
+        "outside_subset": sum(plan.outside_subset.values()),
+        "over_budget": len(plan.over_budget), "not_started": len(run.not_started),
+        "repaired": sum(a.files for a in archives), "decode": cfg.decode,
+        "repair": cfg.repair, "low_priority": priority,
+    }
+    write_reports(report, [a.root for a in archives if not a.dead], cfg)
+    return VerifyResult(report, records, roots)
+
+
+def _open(stack: ExitStack, root: str, session: str, started: datetime) -> Destination:
+    try:
+        catalog = stack.enter_context(Catalog(root))
+        # Check records are committed one file at a time. In WAL mode NORMAL keeps every commit
+        # through a killed process and only a power cut can lose the last few, which merely get
+        # checked again; FULL's fsync per commit would halve the speed on small files.
+        catalog.db.execute("PRAGMA synchronous=NORMAL")
+        check.ensure_schema(catalog.db)
+        repair.ensure_schema(catalog.db)
+        catalog.start_session(session, "verify", None, None, started.isoformat(), __version__)
+    except sqlite3.DatabaseError as e:
+        raise UsageError(f"the catalog of {root} cannot be read ({e}): restore "
+                         f"{STATE_DIR}/{CATALOG_NAME} from a backup") from None
+    # `files`/`bytes` count what this run wrote there: the repairs.
+    return Destination(root, catalog, token=session, device=os.stat(root).st_dev)
+
+
+@dataclass(slots=True)
+class _Fact:
+    """What an MHL generation needs about one checked file."""
+
+    root: str
+    rel: str
+    digest: str | None
+    size: int
+    mtime_ns: int
+    at: datetime
+
+
+@dataclass(slots=True)
+class _Pending:
+    rec: FileRecord
+    item: Item
+    hc: HashCheck
+
+
+@dataclass(slots=True)
+class _Run:
+    cfg: VerifyConfig
+    archives: list[Destination]
+    session: str
+    started: datetime
+    emit: Callable[..., None]
+    stack: ExitStack
+    records: list[FileRecord] = field(default_factory=list)
+    not_started: list[Item] = field(default_factory=list)
+    facts: list[_Fact] = field(default_factory=list)
+    pending: dict[int, _Pending] = field(default_factory=dict)
+    pool: DecodePool | None = None
+    stop_reason: str | None = None
+    checked: int = 0
+    bytes_read: int = 0
+
+    def check_all(self, due: list[Item]) -> None:
+        for i, item in enumerate(due):
+            reason = self._stop_reason()
+            if reason:
+                self.stop_reason = reason
+                self.not_started = due[i:]
+                self.emit("stopped", reason=reason, remaining=len(self.not_started))
+                break
+            self._check_one(item)
+            self._collect(block=False)
+        self._collect(block=True)
+
+    def _stop_reason(self) -> str | None:
+        cfg = self.cfg
+        if cfg.max_seconds is not None:
+            if (cfg.clock() - self.started).total_seconds() >= cfg.max_seconds:
+                return f"the time budget of {_duration(cfg.max_seconds)} is used up"
+        if cfg.stop_on_battery is not None:
+            return battery_stop_reason(cfg.stop_on_battery, cfg.battery())
+        return None
+
+    # one file -----------------------------------------------------------------------------
+    def _check_one(self, item: Item) -> None:
+        rec = check.new_record(item.root, item.rel, item.row)
+        self.records.append(rec)  # in check order; filled in when the file is done
+        abs_path = os.path.join(item.root, item.rel)
+        self.emit("file_start", root=item.root, path=item.rel, size=item.row.size)
+        hc = check.hash_check(abs_path, item.row, self.cfg.io)
+        self.bytes_read += hc.bytes_read
+        rec.status, rec.detail, rec.seconds = hc.status, hc.detail, round(hc.seconds, 6)
+        if hc.status is Status.VERIFIED and self.cfg.decode and check.wants_decode(item.row):
+            self._submit(_Pending(rec, item, hc), abs_path)
+        else:
+            self._finish(_Pending(rec, item, hc))
+
+    def _submit(self, p: _Pending, abs_path: str) -> None:
+        if self.pool is None:
+            # Started only when the first image needs it: a --no-decode run or a folder of
+            # videos spawns no workers.
+            from ingest.decode.pool import DecodePool
+
+            self.pool = self.stack.enter_context(
+                DecodePool(self.cfg.jobs, timeout=self.cfg.decode_timeout))
+        key = id(p.rec)
+        self.pending[key] = p
+        self.pool.submit(key, check.decode_request(abs_path, p.item.row.kind or ""))
+
+    def _collect(self, block: bool) -> None:
+        if self.pool is None:
+            return
+        for key, result in (self.pool.drain() if block else self.pool.poll()):
+            p = self.pending.pop(key)
+            check.apply_decode(p.rec, result)
+            self._finish(p)
+
+    def _finish(self, p: _Pending) -> None:
+        rec, item, hc = p.rec, p.item, p.hc
+        archive = self._archive(item.root)
+        if rec.status in (Status.CORRUPT, Status.MISSING):
+            self._repair(p, archive)
+        copy = rec.copies[0]
+        copy.verified = rec.status in (Status.VERIFIED, Status.RECOPIED, Status.DAMAGED)
+        copy.action = {Status.CORRUPT: "failed", Status.MISSING: "failed",
+                       Status.RECOPIED: "copied"}.get(rec.status, "existing")
+        preview = os.path.join(item.root, STATE_DIR, PREVIEW_DIR, item.rel + ".jpg")
+        if os.path.isfile(preview):
+            rec.preview = item.rel + ".jpg"
+        now = self.cfg.clock()
+        check.record_check(archive.catalog, item.row.id, self.session, now.isoformat(),
+                           str(rec.status), rec.detail or None)
+        self.facts.append(_Fact(item.root, item.rel, hc.digest, hc.bytes_read or item.row.size,
+                                hc.mtime_ns or item.row.mtime_ns, now))
+        self.checked += 1
+        self.emit("file_checked", root=item.root, path=item.rel, size=item.row.size,
+                  status=str(rec.status))
+
+    def _repair(self, p: _Pending, archive: Destination) -> None:
+        rec, item = p.rec, p.item
+        good, notes = repair.find_good_copy(item.row, item.rel, self._siblings(item.root),
+                                            self.cfg.io)
+        if good is None:
+            why = "; ".join(notes) or "no other archive is known: name one on the command line"
+            rec.detail += f"; no good copy found ({why})"
+            return
+        where = f"{good.root}/{good.rel}"
+        rec.detail += f"; good copy at {where}"
+        if not self.cfg.repair:
+            return
+        # The finding goes into the history first, so the catalog shows what was repaired.
+        check.record_check(archive.catalog, item.row.id, self.session,
+                           self.cfg.clock().isoformat(), str(rec.status), rec.detail)
+        error = repair.restore(good, item.root, item.rel, item.row, self.session, self.cfg.io)
+        if error:
+            rec.detail += f", but {error}"
+            return
+        rec.detail = f"repaired from {where} (was {rec.status}: {rec.detail.split('; ')[0]})"
+        rec.status = Status.RECOPIED
+        p.hc.digest, p.hc.mtime_ns = item.row.xxh3_128, item.row.mtime_ns
+        p.hc.bytes_read = item.row.size
+        archive.files += 1
+        archive.bytes += item.row.size
+
+    def _siblings(self, root: str) -> list[str]:
+        """Other archives of this run first (already checked to exist), then the peers this
+        archive's catalog remembers from its offloads."""
+        out = [a.root for a in self.archives if a.root != root]
+        for peer in repair.recorded_peers(self._archive(root).catalog):
+            if peer != root and peer not in out:
+                out.append(peer)
+        return out
+
+    def _archive(self, root: str) -> Destination:
+        return next(a for a in self.archives if a.root == root)
+
+
+def _skipped(item: Item, note: str) -> FileRecord:
+    rec = check.new_record(item.root, item.rel, item.row)
+    rec.detail = note
+    return rec
+
+
+def _untracked(root: str, rels: list[str]) -> list[FileRecord]:
+    out = []
+    for rel in rels:
+        try:
+            st = os.lstat(os.path.join(root, rel))
+        except OSError:
+            continue  # gone since the walk
+        out.append(FileRecord(path=rel, kind=classify(rel.rpartition("/")[2]),
+                              size=st.st_size, mtime_ns=st.st_mtime_ns,
+                              status=Status.UNTRACKED, detail=f"in {root} but not in its catalog",
+                              copies=[Copy(root, rel, False, "existing")]))
+    return out
+
+
+def _add_mhl_generations(archives: list[Destination], facts: list[_Fact], now) -> None:
+    """One in-place generation per archive. Only paths an earlier generation recorded get an
+    entry: ascmhl takes `verified`/`failed` on an unknown path for a new file. The action is
+    judged against the history's own xxh128, as `ascmhl verify` would judge it."""
+    from ingest.mhl import MhlEntry, add_generation, read_history, representable
+
+    for a in archives:
+        if a.dead:
+            continue
+        history = read_history(Path(a.root))
+        entries = []
+        for f in facts:
+            reference = dict(history.get(f.rel, [])).get("xxh128")
+            if f.root != a.root or f.digest is None or reference is None \
+                    or not representable(f.rel):
+                continue
+            action = "verified" if f.digest.lower() == reference.lower() else "failed"
+            entries.append(MhlEntry(f.rel, f.size, f.mtime_ns, f.digest, action, f.at))
+        if not entries:
+            continue
+        try:
+            add_generation(Path(a.root), entries, process="in-place", tool_version=__version__,
+                           now=now)
+        except OSError as e:
+            a.dead = f"could not write the ASC MHL history: {e.strerror or e}"
+
+
+def _budget_note(max_bytes: int | None) -> str:
+    return f"not due in this run: the byte budget of {_bytes(max_bytes or 0)} is used up"
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _duration(seconds: float) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    if seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"

@@ -1,0 +1,267 @@
+"""Damage detection: content checks on synthetic sensor frames (both sides), and a matrix of
+damage applied to copies of real and synthetic files.
+
+What each claimed detection relies on (measured; see shared/notes/observed-damage.md):
+- truncation, destroyed header: LibRaw raises (IOError/DataError/FileUnsupported) or the TIFF
+  walk finds data claimed past the end; libjpeg-turbo strict raises "Premature end";
+- 64 KiB fills in compressed RAW data: LibRaw raises, or (LJ92 DNG) leaves whole tiles at zero,
+  which the constant-span check flags; in uncompressed Bayer data: zero/0xFF spans below the
+  noise floor / above the white level;
+- 4 KiB bursts of bit flips and 16 scattered flips in compressed data: an invalid Huffman code.
+
+Not claimed, only counted (no decoder can see them, or only sometimes; the hash does):
+bit flips in uncompressed data, single flips in entropy-coded data, fills in QuickTake 100 data
+(its decoder interpolates 8-bit samples into plausible values), a zero fill in the scanner NEF
+(zero is its legitimate border value), and a QuickTake file cut by 1 %.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SAMPLES
+from fixtures import damage as dmg
+from ingest.decode.raw import (
+    constant_span_check,
+    nonzero_check,
+)
+from ingest.decode.task import run_task
+
+# --- synthetic frames ---------------------------------------------------------------------------
+
+
+def _bayer(h=240, w=320, black=512, white=4095, level=0.3, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    signal = black + level * (white - black) * rng.uniform(0.2, 1.0, (h, w))
+    noisy = signal + rng.normal(0, 4, (h, w)) + np.sqrt(signal - black) * rng.normal(0, 1, (h, w))
+    return np.clip(np.round(noisy), 0, white).astype(np.uint16)
+
+
+def _span_ok(frame, **kw) -> bool:
+    return constant_span_check(frame, **kw)["ok"]
+
+
+def test_clean_frame_passes():
+    assert _span_ok(_bayer(), black=512, white=4095)
+    assert nonzero_check(_bayer())["ok"]
+
+
+def _blown_sky(black: int, clip: int, h: int = 240, w: int = 320) -> np.ndarray:
+    """A sky that brightens towards the top and clips there: noisy signal cut at `clip`."""
+    rng = np.random.default_rng(9)
+    ramp = np.linspace(2.0, 0.2, h)[:, None] * (clip - black)  # top rows far past the clip
+    signal = black + ramp + rng.normal(0, 1, (h, w)) * np.sqrt(ramp + 16)
+    return np.clip(np.round(signal), 0, clip).astype(np.uint16)
+
+
+def test_clipped_highlights_pass():
+    frame = _blown_sky(black=512, clip=4095)
+    assert (frame.min(axis=1) == 4095).sum() > 50  # whole rows blown out at the white level
+    assert _span_ok(frame, black=512, white=4095)
+
+
+def test_clipping_above_the_reported_white_level_passes():
+    # D5000-like: white level 3840 in metadata, yet the ADC clips at 4095.
+    frame = _blown_sky(black=0, clip=4095)
+    assert _span_ok(frame, black=0, white=3840)
+    assert _span_ok(np.full((100, 200), 4095, np.uint16), black=0, white=3840)  # all blown
+
+
+def test_dark_frames_pass():
+    rng = np.random.default_rng(5)
+    biased = np.round(512 + rng.normal(0, 3, (240, 320))).astype(np.uint16)
+    assert _span_ok(biased, black=512, white=4095) and nonzero_check(biased)["ok"]
+    # A camera that subtracts black in-camera clips half of its noise to exactly zero.
+    clipped = np.clip(np.round(rng.normal(0, 2, (240, 320))), 0, None).astype(np.uint16)
+    assert _span_ok(clipped, black=0, white=4095) and nonzero_check(clipped)["ok"]
+
+
+def test_small_crop_passes():
+    assert _span_ok(_bayer(h=24, w=36), black=512, white=4095)
+
+
+def test_scanner_border_passes():
+    rng = np.random.default_rng(2)
+    stack = np.zeros((300, 400, 4), np.uint16)
+    stack[..., :3] = rng.integers(2000, 50000, (300, 400, 3))
+    stack[:30] = 0                            # unexposed film border: rows of exact zeros
+    stack[:, :12] = 0
+    stack[-20:] = 0
+    assert _span_ok(stack, black=0, white=255, colors=3)
+    assert nonzero_check(stack, 3)["ok"]      # the zero 4th plane is ignored
+
+
+def test_zero_rows_below_the_noise_floor_fail_even_with_black_zero():
+    frame = _bayer(black=0, white=4095, level=0.5)
+    frame = np.maximum(frame, 90)             # data floor ~90, metadata black 0 (Nikon DNG)
+    frame[100:110] = 0
+    assert not _span_ok(frame, black=0, white=3840)
+
+
+def test_zero_and_max_fills_fail():
+    frame = _bayer(black=2056, white=15000)
+    frame[60:80] = 0
+    assert not _span_ok(frame, black=2056, white=15000)
+    frame = _bayer(black=2056, white=15000)
+    frame[60:80] = 16383                      # 0xFF bytes in 14-bit data
+    assert not _span_ok(frame, black=2056, white=15000)
+
+
+def test_ramps_from_a_broken_predictor_chain_fail():
+    # Zeros in lossless-JPEG data decode to a fixed difference per sample: an exact ramp
+    # per CFA colour that wraps past 65535 (seen in the D5000 DNG with a 64 KiB zero block).
+    frame = _bayer(black=0, white=4095)
+    cols = np.arange(frame.shape[1]) // 2
+    frame[100:110] = (727 - 63 * cols).astype(np.uint16)[None, :]
+    assert not _span_ok(frame, black=0, white=3840)
+
+
+def test_zero_tiles_in_tiled_data_fail():
+    frame = _bayer(h=480, w=1024, black=0, white=4095)
+    frame = np.maximum(frame, 90)
+    frame[240:480, 512:768] = 0               # one 256x240 tile decoded as zeros
+    assert not _span_ok(frame, black=0, white=4095, tile_width=256)
+
+
+def test_mostly_zero_fails_per_plane():
+    assert not nonzero_check(np.zeros((100, 100), np.uint16))["ok"]
+    stack = np.zeros((100, 100, 4), np.uint16)
+    stack[..., 0] = 1000
+    stack[..., 1] = 1000                      # plane 2 is empty: not a 3-colour image
+    assert not nonzero_check(stack, 3)["ok"]
+
+
+# --- the damage matrix --------------------------------------------------------------------------
+
+COMPRESSED_RAW = {"apple-quicktake150.QTK", "blackmagic-pocket-cinema-4k.dng",
+                  "canon-eos-d30.CRW", "kodak-dc50.KDC", "nikon-d5000-lossless.dng"}
+NOT_CLAIMED = {  # (file, damage class) -> why
+    ("apple-quicktake100.QTK", "fill00"): "QT100 decoder turns any bytes into plausible values",
+    ("apple-quicktake100.QTK", "fillFF"): "QT100 decoder turns any bytes into plausible values",
+    ("nikon-coolscan-iv-ed-scanner.nef", "fill00"): "zero is the scanner border's real value",
+    ("apple-quicktake100.QTK", "trunc99"): "LibRaw decodes a QuickTake file cut by 1 %",
+    ("apple-quicktake150.QTK", "trunc99"): "LibRaw decodes a QuickTake file cut by 1 %",
+}
+
+
+def _kind(path: Path) -> str:
+    return "jpeg" if path.suffix.lower() == ".jpg" else "raw"
+
+
+def _image_range(path: Path, data: bytes) -> tuple[int, int]:
+    """(start, end) of the image data, where damage is aimed."""
+    if _kind(path) == "jpeg":
+        return dmg.jpeg_scan_range(data)
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        ranges = dmg.tiff_strip_ranges(path)
+        return min(o for o, _ in ranges), max(o + c for o, c in ranges)
+    return len(data) // 8, len(data) * 7 // 8  # CRW, QTK: the data fills the file
+
+
+def _cases(path: Path, data: bytes) -> list[tuple[str, str, object]]:
+    """(class, label, function that damages a copy in place)."""
+    start, end = _image_range(path, data)
+    rng = random.Random(path.name)
+    cases: list[tuple[str, str, object]] = []
+    for f in (0.3, 0.6, 0.9, 0.99):
+        cases.append((f"trunc{round(f * 100)}", f"truncate {f}", lambda p, f=f: dmg.truncate(p, f)))
+    length = min(65536, (end - start) // 4)
+    for pos in (0.3, 0.7):
+        off = start + int((end - start - length) * pos)
+        for byte, cls in ((0x00, "fill00"), (0xFF, "fillFF")):
+            cases.append((cls, f"{cls} {length} B at {off}",
+                          lambda p, o=off, b=byte: dmg.fill_block(p, o, length, b)))
+    for seed in range(2):
+        off = rng.randrange(start, end - 4096)
+        cases.append(("burst4k", f"4 KiB of flips at {off}",
+                      lambda p, o=off, s=seed: dmg.flip_bits(p, list(range(o, o + 4096)), s)))
+        offs = sorted(rng.sample(range(start, end), 16))
+        cases.append(("flip16", "16 scattered flips",
+                      lambda p, o=offs, s=seed: dmg.flip_bits(p, o, s)))
+        one = [rng.randrange(start, end)]
+        cases.append(("flip1", "1 flip", lambda p, o=one, s=seed: dmg.flip_bits(p, o, s)))
+    cases.append(("header", "first 512 bytes zeroed", lambda p: dmg.destroy_header(p, 512)))
+    return cases
+
+
+def _claimed(name: str, kind: str, cls: str, synthetic_uncompressed: bool) -> bool:
+    if (name, cls) in NOT_CLAIMED or cls == "flip1":
+        return False
+    if cls in ("burst4k", "flip16"):
+        return kind == "jpeg" and cls == "burst4k" or name in COMPRESSED_RAW
+    return not (synthetic_uncompressed and cls.startswith("flip"))
+
+
+def _sources(built_card) -> list[Path]:
+    root, manifest = built_card
+    real = []
+    if SAMPLES.is_dir():
+        real = sorted((SAMPLES / "raw").iterdir()) + sorted((SAMPLES / "jpeg").iterdir())
+    ok_synthetic = [r for r in manifest.images if r not in manifest.damaged]
+    dng = next(r for r in ok_synthetic if r.endswith(".DNG"))
+    jpg = next(r for r in ok_synthetic if r.endswith(".JPG"))
+    return real + [root / dng, root / jpg]
+
+
+def _verdict(path: Path) -> str:
+    return run_task({"path": str(path), "kind": _kind(path), "card_path": None,
+                     "preview": None, "capture_time": None})["decode"]["verdict"]
+
+
+def test_damage_matrix(tmp_path, built_card):
+    """Every claimed damage case flagged, no clean file flagged; the full table is printed."""
+    table: Counter = Counter()
+    missed, false_positives, surprises = [], [], []
+    for src in _sources(built_card):
+        data = src.read_bytes()
+        name = src.name
+        synthetic = not str(src).startswith(str(SAMPLES))
+        if _verdict(src) != "ok":
+            false_positives.append(name)
+        for cls, label, damage in _cases(src, data):
+            copy = tmp_path / f"{cls}-{name}"
+            shutil.copyfile(src, copy)
+            damage(copy)
+            flagged = _verdict(copy) != "ok"
+            claimed = _claimed(name, _kind(src), cls, synthetic and name.endswith(".DNG"))
+            table[(cls, claimed, flagged)] += 1
+            if claimed and not flagged:
+                missed.append(f"{name}: {label}")
+            if not claimed and flagged:
+                surprises.append(f"{name}: {label}")
+            copy.unlink()
+    print("\ndamage class   claimed: flagged/total   not claimed: flagged/total")
+    for cls in sorted({c for c, _, _ in table}):
+        yes = table[(cls, True, True)], table[(cls, True, True)] + table[(cls, True, False)]
+        no = table[(cls, False, True)], table[(cls, False, True)] + table[(cls, False, False)]
+        print(f"{cls:14s} {yes[0]:>4d}/{yes[1]:<4d}                {no[0]:>4d}/{no[1]:<4d}")
+    print(f"clean files flagged: {len(false_positives)}; flagged beyond the claim: {len(surprises)}")
+    assert false_positives == []
+    assert missed == []
+    claimed_total = sum(v for (_, c, _), v in table.items() if c)
+    assert claimed_total >= 150  # the matrix really ran over the real samples
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.5, 0.8])
+def test_truncated_synthetic_card_files(tmp_path, built_card, fraction):
+    root, manifest = built_card
+    for rel in manifest.images[:6]:
+        if rel in manifest.damaged:
+            continue
+        copy = tmp_path / Path(rel).name
+        shutil.copyfile(root / rel, copy)
+        dmg.truncate(copy, fraction)
+        assert _verdict(copy) == "damaged", rel
+
+
+def test_card_damaged_jpeg_is_flagged(built_card):
+    root, manifest = built_card
+    assert manifest.damaged
+    for rel in manifest.damaged:
+        assert _verdict(root / rel) == "damaged", manifest.damage_notes[rel]

@@ -1,0 +1,126 @@
+"""DecodePool: same results for any jobs value; a crash or hang costs only its own file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLES, samples_dir
+from ingest.decode.pool import DecodePool
+from ingest.decode.task import run_task
+
+STUBS_USED = ("exiftool-stub-nikon.nef", "exiftool-stub-panasonic.rw2", "exiftool-stub-canon.crw")
+
+
+def _requests() -> list[tuple[str, dict]]:
+    samples_dir()
+    paths = sorted((SAMPLES / "raw").iterdir()) + sorted((SAMPLES / "jpeg").iterdir())
+    paths += [SAMPLES / "stubs" / n for n in STUBS_USED]
+    paths += sorted((SAMPLES / "unsupported").iterdir())
+    reqs = []
+    for p in paths:
+        kind = "jpeg" if p.suffix.lower() == ".jpg" else "raw"
+        reqs.append((p.name, {"path": str(p), "kind": kind, "card_path": None, "preview": None,
+                              "capture_time": None}))
+    return reqs
+
+
+def _stable(result: dict) -> dict:
+    """A result without its timings, which differ from run to run."""
+    out = dict(result)
+    out["decode"] = {k: v for k, v in result["decode"].items() if k != "seconds"}
+    return out
+
+
+def _run_pool(jobs: int, reqs: list[tuple[str, dict]], **kw) -> dict[str, dict]:
+    results: dict[str, dict] = {}
+    with DecodePool(jobs, **kw) as pool:
+        for key, req in reqs:
+            pool.submit(key, req)
+            for k, res in pool.poll():
+                assert k not in results
+                results[k] = res
+        for k, res in pool.drain():
+            assert k not in results
+            results[k] = res
+    return results
+
+
+@pytest.fixture(scope="module")
+def in_process() -> dict[str, dict]:
+    return {key: _stable(run_task(req)) for key, req in _requests()}
+
+
+def test_sequential_and_parallel_give_identical_results(in_process) -> None:
+    reqs = _requests()
+    one = _run_pool(1, reqs)
+    two = _run_pool(2, reqs)
+    assert set(one) == set(two) == {k for k, _ in reqs}
+    for key in one:
+        assert _stable(one[key]) == _stable(two[key]) == in_process[key], key
+    verdicts = {r["decode"]["verdict"] for r in one.values()}
+    assert verdicts == {"ok", "damaged", "unsupported"}
+
+
+def test_crash_and_hang_cost_only_their_own_file(in_process) -> None:
+    reqs = _requests()[:6]
+    crash = ("CRASH", {**reqs[0][1], "_test_fault": "crash"})
+    hang = ("HANG", {**reqs[1][1], "_test_fault": "hang"})
+    mixed = reqs[:2] + [crash] + reqs[2:4] + [hang] + reqs[4:]
+    results = _run_pool(2, mixed, timeout=3.0)
+    assert set(results) == {k for k, _ in mixed}
+    c, h = results["CRASH"]["decode"], results["HANG"]["decode"]
+    assert (c["verdict"], c["ok"]) == ("crashed", False)
+    assert c["error"].startswith("decoder crashed (") and "SIGABRT" in c["error"]
+    assert (h["verdict"], h["ok"]) == ("timeout", False)
+    assert h["error"] == "decoder timed out after 3 s"
+    for key, _req in reqs:
+        assert _stable(results[key]) == in_process[key], key
+
+
+def test_crash_with_a_single_worker(in_process) -> None:
+    reqs = _requests()[:2]
+    crash = ("CRASH", {**reqs[0][1], "_test_fault": "crash"})
+    results = _run_pool(1, [reqs[0], crash, reqs[1]])
+    assert results["CRASH"]["decode"]["verdict"] == "crashed"
+    for key, _req in reqs:
+        assert _stable(results[key]) == in_process[key]
+
+
+def test_submit_waits_for_a_free_slot() -> None:
+    """With one slot, the second submit can only return once the first task has finished."""
+    key, req = _requests()[0]
+    with DecodePool(1, timeout=1.0, max_in_flight=1) as pool:
+        pool.submit("HANG", {**req, "_test_fault": "hang"})
+        pool.submit(key, req)
+        early = dict(pool.poll())
+        assert early["HANG"]["decode"]["verdict"] == "timeout"
+        late = dict(pool.drain())
+    assert late[key]["decode"]["verdict"] == "ok"
+
+
+def test_poll_on_an_idle_pool_returns_nothing() -> None:
+    with DecodePool(2) as pool:
+        assert pool.poll() == []
+        assert pool.drain() == []
+
+
+def test_workers_run_single_threaded_openmp() -> None:
+    pool = DecodePool(1)
+    executor = pool._new_executor()
+    try:
+        assert executor.submit(os.getenv, "OMP_NUM_THREADS").result() == "1"
+    finally:
+        executor.shutdown(wait=True, kill_workers=True)
+
+
+def test_preview_error_names_the_crash(tmp_path: Path) -> None:
+    key, req = _requests()[0]
+    req = {**req, "_test_fault": "crash",
+           "preview": {"out": [str(tmp_path / "p.jpg")], "size": 512, "quality": 85}}
+    results = _run_pool(1, [(key, req)])
+    assert results[key]["preview"] is None
+    assert "crashed" in results[key]["preview_error"]
+    assert not (tmp_path / "p.jpg").exists()
