@@ -34,3 +34,19 @@ def offload(source: str, destinations: list[str], *, layout: str | None = None,
     if jobs:
         cfg.jobs = jobs
     return _offload(cfg)
+
+
+def status(source: str, destinations: list[str], *, min_copies: int = 2, **overrides):
+    """Is the card safe to format? See `ingest.status.card_status`."""
+    from ingest.status import card_status
+
+    return card_status(source, list(destinations), min_copies=min_copies, **overrides)
+
+
+def verify(archives: list[str], **options):
+    """Re-check archives against their catalogs. Options are the fields of
+    `ingest.verify.VerifyConfig` (jobs, decode, max_seconds, max_bytes, subset, repair, ...)."""
+    from ingest.verify import VerifyConfig
+    from ingest.verify.run import verify as _verify
+
+    return _verify(VerifyConfig(archives=list(archives), **options))

@@ -130,8 +130,11 @@ def demo(directory, jobs):
 
 def _register() -> None:
     from ingest.cli_status import status
+    from ingest.cli_verify import schedule, verify
 
     cli.add_command(status)
+    cli.add_command(verify)
+    cli.add_command(schedule)
 
 
 _register()

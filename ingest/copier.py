@@ -144,7 +144,13 @@ def _hint_existing(src: SourceFile, dests: list[Destination]) -> dict[str, Row]:
     return hints
 
 
+# A copy `ingest verify` found bad is no copy: the card's file replaces it.
+_BAD_RESULTS = ("corrupt", "missing")
+
+
 def _present(root: str, row: Row) -> bool:
+    if row.last_result in _BAD_RESULTS:
+        return False
     try:
         return os.stat(os.path.join(root, row.path)).st_size == row.size
     except OSError:
@@ -318,7 +324,10 @@ def _commit(t: _Target, digest: str, size: int, card_rel: str,
                     and fsio.uncached_hash(final)[0] == digest:
                 _close_and_remove(t)
                 return rel, True
-            continue  # a different file owns this name: never overwrite it
+            row = t.dest.catalog.by_path(rel)
+            if not (row and row.xxh3_128 == digest and row.last_result in _BAD_RESULTS):
+                continue  # a different file owns this name: never overwrite it
+            # else: verify found this copy of the very same original corrupt; replace it.
         io.rename(t.partial, final)
         fsio.fsync_dir(abs_folder)
         return rel, False

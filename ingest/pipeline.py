@@ -55,6 +55,10 @@ def offload(cfg: OffloadConfig) -> RunResult:
             cat = stack.enter_context(Catalog(root))
             cat.start_session(session, "offload", source, volume, started.isoformat(), __version__)
             dests.append(Destination(root, cat, token=session, device=os.stat(root).st_dev))
+        from ingest.verify.repair import record_peers
+
+        for d in dests:  # so a later `ingest verify --repair` knows where the siblings are
+            record_peers(d.catalog, roots, session, started.isoformat())
 
         found = discover(source)
         emit("discovered", files=len(found.files), bytes=sum(f.size for f in found.files))

@@ -27,6 +27,7 @@ import pytest
 
 from conftest import SAMPLES
 from fixtures import damage as dmg
+from ingest.decode.pool import DecodePool
 from ingest.decode.raw import (
     constant_span_check,
     nonzero_check,
@@ -209,43 +210,81 @@ def _sources(built_card) -> list[Path]:
     return real + [root / dng, root / jpg]
 
 
+def _req(path: Path) -> dict:
+    return {"path": str(path), "kind": _kind(path), "card_path": None, "preview": None,
+            "capture_time": None}
+
+
 def _verdict(path: Path) -> str:
-    return run_task({"path": str(path), "kind": _kind(path), "card_path": None,
-                     "preview": None, "capture_time": None})["decode"]["verdict"]
+    return run_task(_req(path))["decode"]["verdict"]
 
 
 def test_damage_matrix(tmp_path, built_card):
-    """Every claimed damage case flagged, no clean file flagged; the full table is printed."""
-    table: Counter = Counter()
-    missed, false_positives, surprises = [], [], []
+    """Every claimed damage case flagged, no clean file flagged; the full table is printed.
+
+    Runs through DecodePool, as the pipeline does: worker processes with the pool's
+    environment (see test_stale_heap_does_not_hide_undecoded_tiles).
+    """
+    cases: dict[str, tuple[str, str, bool]] = {}  # copy path -> (file, class, claimed)
+    reqs: list[tuple[str, dict]] = []
     for src in _sources(built_card):
         data = src.read_bytes()
-        name = src.name
         synthetic = not str(src).startswith(str(SAMPLES))
-        if _verdict(src) != "ok":
-            false_positives.append(name)
-        for cls, label, damage in _cases(src, data):
-            copy = tmp_path / f"{cls}-{name}"
+        reqs.append((f"clean {src}", _req(src)))
+        for n, (cls, label, damage) in enumerate(_cases(src, data)):
+            copy = tmp_path / f"{n:02d}-{cls}-{src.name}"
             shutil.copyfile(src, copy)
             damage(copy)
-            flagged = _verdict(copy) != "ok"
-            claimed = _claimed(name, _kind(src), cls, synthetic and name.endswith(".DNG"))
-            table[(cls, claimed, flagged)] += 1
-            if claimed and not flagged:
-                missed.append(f"{name}: {label}")
-            if not claimed and flagged:
-                surprises.append(f"{name}: {label}")
-            copy.unlink()
+            claimed = _claimed(src.name, _kind(src), cls, synthetic and src.name.endswith(".DNG"))
+            cases[str(copy)] = (f"{src.name}: {label}", cls, claimed)
+            reqs.append((str(copy), _req(copy)))
+    with DecodePool(2) as pool:
+        for key, req in reqs:
+            pool.submit(key, req)
+        results = dict(pool.drain())
+    table: Counter = Counter()
+    missed, surprises = [], []
+    false_positives = [k for k, r in results.items()
+                       if k.startswith("clean ") and r["decode"]["verdict"] != "ok"]
+    for key, (label, cls, claimed) in cases.items():
+        flagged = results[key]["decode"]["verdict"] != "ok"
+        table[(cls, claimed, flagged)] += 1
+        if claimed and not flagged:
+            missed.append(label)
+        if not claimed and flagged:
+            surprises.append(label)
     print("\ndamage class   claimed: flagged/total   not claimed: flagged/total")
     for cls in sorted({c for c, _, _ in table}):
         yes = table[(cls, True, True)], table[(cls, True, True)] + table[(cls, True, False)]
         no = table[(cls, False, True)], table[(cls, False, True)] + table[(cls, False, False)]
         print(f"{cls:14s} {yes[0]:>4d}/{yes[1]:<4d}                {no[0]:>4d}/{no[1]:<4d}")
-    print(f"clean files flagged: {len(false_positives)}; flagged beyond the claim: {len(surprises)}")
+    print(f"clean files: {sum(k.startswith('clean ') for k in results)}, flagged: "
+          f"{len(false_positives)}; flagged beyond the claim: {len(surprises)}")
     assert false_positives == []
     assert missed == []
-    claimed_total = sum(v for (_, c, _), v in table.items() if c)
-    assert claimed_total >= 150  # the matrix really ran over the real samples
+    assert sum(v for (_, c, _), v in table.items() if c) >= 150  # the real samples were there
+
+
+def test_stale_heap_does_not_hide_undecoded_tiles(tmp_path):
+    """LibRaw leaves LJ92 tiles it cannot decode uninitialised. After other decodes in the same
+    process they held old pixels and a 64 KiB zero block passed as ok; pool workers get fresh
+    pages for large buffers, so the tiles read as zeros however many files came before."""
+    raw_dir = SAMPLES / "raw"
+    if not raw_dir.is_dir():
+        pytest.skip(f"real camera samples not found at {raw_dir}")
+    src = raw_dir / "nikon-d5000-lossless.dng"
+    bad = tmp_path / "zeroed.dng"
+    shutil.copyfile(src, bad)
+    dmg.fill_block(bad, 2862009, 65536, 0x00)  # inside the raw tiles: no LibRaw error
+    warm = [p for p in sorted(raw_dir.iterdir())] * 2 + [src]
+    with DecodePool(1) as pool:
+        for n, path in enumerate(warm):
+            pool.submit(n, _req(path))
+        pool.submit("bad", _req(bad))
+        results = dict(pool.drain())
+    assert all(results[n]["decode"]["verdict"] == "ok" for n in range(len(warm)))
+    assert results["bad"]["decode"]["verdict"] == "damaged"
+    assert "filled" in results["bad"]["decode"]["error"]
 
 
 @pytest.mark.parametrize("fraction", [0.2, 0.5, 0.8])
@@ -265,3 +304,32 @@ def test_card_damaged_jpeg_is_flagged(built_card):
     assert manifest.damaged
     for rel in manifest.damaged:
         assert _verdict(root / rel) == "damaged", manifest.damage_notes[rel]
+
+
+def test_reduced_scale_strict_jpeg_decode_sees_the_same_damage(tmp_path):
+    """The JPEG check decodes at 1/2..1/8 DCT scale; it must fail exactly where a full decode
+    fails, since the entropy decoder walks every Huffman code at any scale."""
+    import simplejpeg
+
+    def strict_ok(data: bytes, **scale) -> bool:
+        try:
+            simplejpeg.decode_jpeg(data, strict=True, **scale)
+        except ValueError:
+            return False
+        return True
+
+    jpeg_dir = SAMPLES / "jpeg"
+    if not jpeg_dir.is_dir():
+        pytest.skip(f"real camera samples not found at {jpeg_dir}")
+    outcomes = Counter()
+    for src in sorted(jpeg_dir.iterdir()):
+        for cls, _label, damage in _cases(src, src.read_bytes()):
+            copy = tmp_path / src.name
+            shutil.copyfile(src, copy)
+            damage(copy)
+            data = copy.read_bytes()
+            full = strict_ok(data)
+            assert strict_ok(data, min_width=1, min_height=1) == full, (src.name, cls)
+            assert strict_ok(data, min_width=512, min_height=1) == full, (src.name, cls)
+            outcomes[full] += 1
+    assert outcomes[False] > 50 and outcomes[True] > 5  # both outcomes were exercised

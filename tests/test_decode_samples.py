@@ -14,7 +14,14 @@ import tifffile
 from PIL import Image
 
 from conftest import SAMPLES, samples_dir
-from ingest.decode.raw import LIBRAW_VERSION, camera_support, read_tiff
+from ingest.decode.raw import (
+    LIBRAW_VERSION,
+    Structure,
+    TiffInfo,
+    camera_support,
+    classify_unsupported,
+    read_tiff,
+)
 from ingest.decode.task import run_task
 
 
@@ -188,3 +195,16 @@ def test_tiff_decodes_and_truncation_is_damaged(tmp_path: Path) -> None:
     cut.write_bytes(good.read_bytes()[:100_000])
     dec = _run(cut, "tiff")["decode"]
     assert dec["verdict"] == "damaged"
+
+
+def test_non_tiff_container_verdict_follows_the_camera_list() -> None:
+    """A CR3 LibRaw rejects is damaged if LibRaw lists its camera, unsupported if not."""
+    known = Structure("cr3", TiffInfo(make="Canon", model="Canon EOS R6"), 500_000, ".cr3", b"")
+    newer = Structure("cr3", TiffInfo(make="Canon", model="Canon EOS R99"), 500_000, ".cr3", b"")
+    assert classify_unsupported(known, "open")[0] == "damaged"
+    verdict, reason = classify_unsupported(newer, "open")
+    assert verdict == "unsupported" and "EOS R99" in reason and LIBRAW_VERSION in reason
+    blank = Structure(None, None, 4096, ".nef", b"\x00" * 8)
+    assert classify_unsupported(blank, "open")[0] == "damaged"  # destroyed header
+    other = Structure(None, None, 4096, ".xyz", b"\x00" * 8)
+    assert classify_unsupported(other, "open")[0] == "unsupported"

@@ -236,3 +236,19 @@ def test_destination_overlapping_the_source_is_refused(card, tmp_path, where):
     with pytest.raises(UsageError):
         api.offload(str(card), [str(dest)], decode=False)
     assert snapshot(card) == before
+
+
+def test_rerun_replaces_a_copy_that_verify_found_corrupt(card, dests):
+    first = run(card, dests[:1])
+    rec = next(r for r in first.records if r.path.endswith("DSC_0005.DNG"))
+    copy = dests[0] / rec.copies[0].path
+    data = bytearray(copy.read_bytes())
+    data[1000] ^= 0x08
+    copy.write_bytes(bytes(data))
+    checked = api.verify([str(dests[0])], decode=False, jobs=1)
+    assert [r.path for r in checked.records if r.status is Status.CORRUPT] == \
+        [rec.copies[0].path]
+    again = by_path(run(card, dests[:1]))[rec.path]
+    assert again.status is Status.VERIFIED and again.copies[0].path == rec.copies[0].path
+    assert copy.read_bytes() == (card / rec.path).read_bytes()
+    assert api.verify([str(dests[0])], decode=False, jobs=1).exit_code == 0

@@ -196,3 +196,14 @@ def test_preview_of_a_heif_is_written(tmp_path):
     res = _task(src, "heif", [tmp_path / "p.jpg"], size=100)
     assert res["decode"]["verdict"] == "ok"
     assert (res["preview"]["width"], res["preview"]["height"]) == (100, 56)
+
+
+def test_preview_of_a_16_bit_tiff_is_written(tmp_path):
+    src = tmp_path / "scan.tif"
+    ramp = np.linspace(0, 65535, 400 * 300 * 3).reshape(300, 400, 3).astype(np.uint16)
+    tifffile.imwrite(src, ramp, photometric="rgb")
+    res = _task(src, "tiff", [tmp_path / "p.jpg"], size=200)
+    assert res["decode"]["verdict"] == "ok"
+    assert (res["preview"]["width"], res["preview"]["height"]) == (200, 150)
+    with Image.open(tmp_path / "p.jpg") as im:
+        assert np.asarray(im).max() > 200  # 16-bit data scaled to 8 bits, not clipped to black

@@ -26,7 +26,6 @@ from ingest.model import Status
 from ingest.power import Battery
 from ingest.preflight import UsageError
 from ingest.verify import VerifyConfig
-from ingest.verify.repair import record_peers
 from ingest.verify.run import verify
 
 
@@ -121,7 +120,8 @@ def test_bit_flips_are_caught_and_only_those_files_flagged(card, dests):
     for r in result.records:
         if r.flagged:
             assert r.status is Status.CORRUPT
-            assert f"good copy at {dests[1]}/{r.path}" in r.detail
+            assert r.detail.startswith(f"in {dests[0]}: content changed since ingest")
+            assert r.detail.endswith(f"good copy at {dests[1]}/{r.path}")
     # The reference stays the ORIGINAL hash: a second run does not accept the rot as new truth.
     again = check(dests[:1])
     assert {p for p, s in statuses(again).items() if s == "corrupt"} == set(hit)
@@ -255,16 +255,22 @@ def test_repair_never_commits_a_copy_that_fails_read_back(card, dests):
     assert partials(dests[0]) == []
 
 
+def test_single_archive_says_no_other_copy_is_known(card, dests):
+    offload(card, dests[:1])
+    rel = archived(dests[0])[6]
+    damage(dests[0] / rel)
+    flagged = next(r for r in check(dests[:1]).records if r.flagged)
+    assert flagged.path == rel and "no other archive is known" in flagged.detail
+
+
 def test_repair_finds_a_sibling_recorded_in_the_catalog(card, dests):
     offload(card, dests)
     rel = archived(dests[0])[6]
     damage(dests[0] / rel)
+    # The offload recorded its sibling destinations, so the other archive need not be given.
     alone = check(dests[:1])
-    assert "no other archive is known" in next(r for r in alone.records if r.flagged).detail
-    from ingest.catalog import Catalog
-
-    with Catalog(str(dests[0])) as cat:
-        record_peers(cat, [str(d) for d in dests], "s1", "2030-01-01T00:00:00+00:00")
+    flagged = next(r for r in alone.records if r.flagged)
+    assert f"good copy at {dests[1]}/{rel}" in flagged.detail
     result = check(dests[:1], repair=True)
     rec = next(r for r in result.records if r.path == rel)
     assert rec.status is Status.RECOPIED and f"{dests[1]}/{rel}" in rec.detail

@@ -9,15 +9,24 @@ the run:
   gets verdict "crashed", the others get their true results.
 
 At most `jobs` tasks sit in the executor, so each one is running on its own worker and its
-clock starts when it starts; up to `max_in_flight` more wait in a local backlog, and `submit`
-blocks beyond that, which bounds memory.
+clock starts when it starts (new workers are started and warmed up before any task is handed
+over); up to `max_in_flight` more wait in a local backlog, and `submit` blocks beyond that,
+which bounds memory.
 
 Workers run with one OpenMP/BLAS thread each: LibRaw is built with OpenMP and would otherwise
 start a thread per core in every worker.
+
+Workers also take every large allocation straight from the kernel (glibc
+MALLOC_MMAP_THRESHOLD_): LibRaw leaves the tiles of a lossless-JPEG DNG that it fails to decode
+uninitialised, without raising. In a fresh process they read as zeros, which the content
+checks flag; in a worker that has decoded other files they held stale heap data, pixels of an
+earlier image, and the damage passed as "ok" (measured on the D5000 sample with a 64 KiB zero
+block). Fresh pages make a worker's hundredth file behave like its first.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections import deque
@@ -37,10 +46,24 @@ WORKER_ENV = {
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
+    "MALLOC_MMAP_THRESHOLD_": str(128 * 1024),
 }
 # How long an idle worker lives before loky retires it.
 IDLE_WORKER_SECONDS = 300
+# Longest wait for new workers to start and import the decoders (a loaded machine is slow).
+WARM_UP_SECONDS = 60.0
 _TICK = 0.05
+
+
+def _warm_up() -> int:
+    """First call in a new worker: import the decoders, so that no task's clock pays for
+    process start-up and imports. The short sleep lets each worker take one warm-up."""
+    import ingest.decode.jpeg  # noqa: F401
+    import ingest.decode.raw  # noqa: F401
+    import ingest.preview  # noqa: F401
+
+    time.sleep(0.05)
+    return os.getpid()
 
 
 class DecodePool:
@@ -97,6 +120,15 @@ class DecodePool:
         return ProcessPoolExecutor(max_workers=self.jobs, timeout=IDLE_WORKER_SECONDS,
                                    env=dict(WORKER_ENV))
 
+    def _ready_executor(self) -> ProcessPoolExecutor:
+        """A new executor whose workers are up, so task clocks measure only decoding."""
+        executor = self._new_executor()
+        try:
+            wait([executor.submit(_warm_up) for _ in range(self.jobs)], timeout=WARM_UP_SECONDS)
+        except Exception:  # noqa: BLE001 - a failing start shows up on the first real task
+            pass
+        return executor
+
     def _kill_executor(self) -> None:
         if self._executor is not None:
             try:
@@ -117,12 +149,12 @@ class DecodePool:
 
     def _start(self, key: Any, req: dict, *, isolated: bool) -> None:
         if self._executor is None:
-            self._executor = self._new_executor()
+            self._executor = self._ready_executor()
         try:
             future = self._executor.submit(run_task, req)
         except (BrokenProcessPool, RuntimeError):
             self._kill_executor()
-            self._executor = self._new_executor()
+            self._executor = self._ready_executor()
             future = self._executor.submit(run_task, req)
         self._running[future] = (key, req, time.monotonic(), isolated)
 

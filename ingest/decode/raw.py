@@ -275,10 +275,13 @@ def read_structure(data: bytes, path: str) -> Structure:
     container = sniff_container(data)
     tiff = None
     try:
-        if container == "tiff":
+        if container in ("tiff", "rw2", "orf"):  # RW2 and ORF differ from TIFF in magic only
             tiff = read_tiff(data)
         elif container == "cr3":
             tiff = _cr3_tiff(data)
+        elif container == "raf":
+            # RAF names the camera at byte 28, before its embedded TIFF.
+            tiff = TiffInfo(make="Fujifilm", model=_text(bytes(data[28:60])))
     except struct.error:
         tiff = TiffInfo(problems=["the TIFF header is cut short"])
     return Structure(container, tiff, len(data), Path(path).suffix.lower(), bytes(data[:8]))
@@ -297,7 +300,12 @@ def classify_unsupported(st: Structure, stage: str) -> tuple[str, str]:
         return DAMAGED, f"a JPEG stream named {st.ext}: {lib} rejects it as a RAW file"
     if st.container != "tiff":
         # CRW, CR3, RAF, ... are LibRaw formats; a CRW cut short fails this way because its
-        # directory sits at the end of the file.
+        # directory sits at the end of the file. Only a camera LibRaw does not list (a body
+        # newer than this LibRaw) makes such a file unsupported rather than damaged.
+        named = st.tiff if st.tiff is not None and st.tiff.make else None
+        if named is not None and camera_support(named.make, named.model)[0] is False:
+            return UNSUPPORTED, (f"camera '{_camera_name(named)}' is not in {lib}'s camera "
+                                 f"list ({st.container.upper()} file)")
         return DAMAGED, f"{lib} reads {st.container.upper()} files but rejected this one at {stage}"
     tiff = st.tiff or TiffInfo()
     if tiff.problems:

@@ -7,6 +7,10 @@ original too so the pipeline can tell transfer damage from damage on the card.
 
 It never raises: any exception becomes a "damaged" result carrying the error text.
 
+Run it in a DecodePool worker: the pool starts workers with an environment that makes LibRaw's
+undecoded tiles read as zeros (see pool.py); called in a long-lived process of its own, a
+damaged lossless-JPEG DNG can come back with stale pixels where its data failed.
+
 Test-only request key: `"_test_fault": "crash" | "hang"` makes the worker abort or sleep
 forever, so the pool's isolation can be tested with real process deaths. Nothing else reads it.
 """

@@ -29,7 +29,7 @@ class VerifyConfig:
     max_bytes: int | None = None
     subset: tuple[int, int] | None = None  # (n, t): this run checks bucket n of t
     repair: bool = False
-    low_priority: bool = False
+    low_priority: bool = False  # lowers the calling process's priority for the rest of its life
     stop_on_battery: int | None = None  # percent; stop when on battery below it
     battery: Callable[[], Battery | None] = read_battery
     # The only source of time for budgets and check timestamps, so tests can drive it.

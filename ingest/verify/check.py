@@ -72,7 +72,7 @@ def hash_check(abs_path: str, row: Row, io: FileIO) -> HashCheck:
     try:
         st = os.lstat(abs_path)
     except FileNotFoundError:
-        return done(Status.MISSING, f"not found at {abs_path}")
+        return done(Status.MISSING, "no longer there")
     except OSError as e:
         return done(Status.CORRUPT, f"could not be read: {e.strerror or e}")
     if not stat.S_ISREG(st.st_mode):

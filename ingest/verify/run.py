@@ -224,6 +224,10 @@ class _Run:
         archive = self._archive(item.root)
         if rec.status in (Status.CORRUPT, Status.MISSING):
             self._repair(p, archive)
+        if rec.flagged:
+            # Records name paths relative to their archive; the terminal and HTML show only
+            # the path, so the detail says which archive holds the problem.
+            rec.detail = f"in {item.root}: {rec.detail}"
         copy = rec.copies[0]
         copy.verified = rec.status in (Status.VERIFIED, Status.RECOPIED, Status.DAMAGED)
         copy.action = {Status.CORRUPT: "failed", Status.MISSING: "failed",

@@ -1,0 +1,559 @@
+"""End-to-end offload timings: ingest against cp, the decode floor and the naive sequence.
+
+Builds (or reuses) a card of real camera samples, then times, interleaved round by round so
+every contender sees the same machine state, and takes the median of the rounds:
+
+  a   cp -r CARD DEST && sync                              the copy floor
+  b   decode every RAW (rawpy unpack) and JPEG (simplejpeg strict) on the card, --jobs loky
+      workers, no copy                                     the CPU floor
+  c   cp -r CARD DEST && sync, then xxh3-128 of every copy, then b on the copies
+                                                           the naive sequence
+  d1  ingest offload --no-previews CARD DEST1
+  d2  ingest offload --no-previews CARD DEST1 DEST2
+  p   ingest offload CARD DEST1                            (with previews)
+  e   ingest offload --no-decode --no-previews CARD DEST1  (copy and read-back only)
+
+Before each step the card is evicted from the page cache (drop_caches as root, else
+posix_fadvise DONTNEED on every card file) and the tools' own files are warmed, so every
+contender reads a cold card with warm software. The peak RSS of each step's whole process tree
+(sum over the process and its children, sampled every 50 ms) is recorded.
+
+Run: .venv/bin/python benchmarks/e2e.py [--size 1G] [--rounds 3] [--jobs N] [--scaling]
+See benchmarks/README.md for every option and the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from card_from_samples import (  # noqa: E402 - the sibling module, importable when run as a script
+    JPEG_EXTS,
+    Card,
+    build_card,
+    build_small_card,
+    parse_size,
+)
+
+HERE = Path(__file__).resolve()
+PY = sys.executable
+STEPS = ("a", "b", "c", "d1", "d2", "p", "e")
+INGEST_STEPS = ("d1", "d2", "p", "e")
+DESCRIPTIONS = {
+    "a": "cp -r && sync",
+    "b": "decode proof only (rawpy unpack + simplejpeg strict)",
+    "c": "naive: cp -r && sync, hash copies, decode copies",
+    "d1": "ingest offload --no-previews, 1 destination",
+    "d2": "ingest offload --no-previews, 2 destinations",
+    "p": "ingest offload with previews, 1 destination",
+    "e": "ingest offload --no-decode --no-previews",
+}
+# (name, numerator, denominator steps, limit): numerator / max(denominator steps) <= limit
+TARGETS = (
+    ("d1 / max(a, b)", "d1", ("a", "b"), 1.15),
+    ("p / max(a, b)", "p", ("a", "b"), 1.6),
+    ("d1 / c", "d1", ("c",), 0.6),
+    ("e / a", "e", ("a",), 1.5),
+)
+RSS_LIMIT_MB = 600
+HELP_LIMIT_S = 0.3
+SAMPLE_EVERY = 0.05
+WARM_IMPORTS = ("import numpy, rawpy, simplejpeg, xxhash, joblib, PIL.Image, click, rich, "
+                "exifread, psutil, ingest.cli, ingest.api, ingest.pipeline, ingest.decode.task, "
+                "ingest.decode.raw, ingest.decode.jpeg, ingest.decode.pool, ingest.preview, "
+                "ingest.report.html, ingest.report.json_report, ingest.mhl")
+
+
+# -------------------------------------------------------------------------------------------
+# Helpers run as their own processes (steps b and c): plain libraries, no ingest code.
+
+def _images(root: Path) -> list[tuple[str, str]]:
+    out = []
+    for folder, _dirs, names in os.walk(root):
+        for name in sorted(names):
+            kind = "jpeg" if os.path.splitext(name)[1].lower() in JPEG_EXTS else "raw"
+            out.append((os.path.join(folder, name), kind))
+    return sorted(out)
+
+
+def decode_one(path: str, kind: str) -> str | None:
+    """Unpack a RAW or strictly decode a JPEG; the error text, or None when it decodes."""
+    import io
+
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        if kind == "jpeg":
+            import simplejpeg
+
+            simplejpeg.decode_jpeg(data, strict=True)
+        else:
+            import rawpy
+
+            with rawpy.RawPy() as raw:
+                raw.open_buffer(io.BytesIO(data))
+                raw.raw_image  # noqa: B018 - the access forces the unpack
+    except Exception as exc:  # noqa: BLE001 - reported, then the process exits non-zero
+        return f"{path}: {type(exc).__name__}: {exc}"
+    return None
+
+
+def decode_tree(root: Path, jobs: int) -> int:
+    from joblib import Parallel, delayed
+
+    errors = Parallel(n_jobs=jobs, backend="loky")(
+        delayed(decode_one)(p, k) for p, k in _images(root))
+    bad = [e for e in errors if e]
+    for e in bad[:10]:
+        print(e, file=sys.stderr)
+    return 1 if bad else 0
+
+
+def hash_tree(root: Path) -> int:
+    import xxhash
+
+    for path, _kind in _images(root):
+        h = xxhash.xxh3_128()
+        with open(path, "rb") as f:
+            while chunk := f.read(4 << 20):
+                h.update(chunk)
+        h.hexdigest()
+    return 0
+
+
+# -------------------------------------------------------------------------------------------
+# The page cache.
+
+def card_files(card: Path) -> list[str]:
+    return [os.path.join(d, n) for d, _s, names in os.walk(card) for n in names]
+
+
+def evict(files: list[str], method: str) -> str:
+    """Drop the card from the page cache; returns the method that worked."""
+    os.sync()
+    if method in ("auto", "drop_caches"):
+        try:
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("3\n")
+            return "drop_caches"
+        except OSError as e:
+            if method == "drop_caches":
+                raise SystemExit(f"cannot drop caches: {e}") from None
+    for path in files:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    return "fadvise"
+
+
+class Residency:
+    """Share of a set of files held in the page cache (mincore over a read-only mapping)."""
+
+    def __init__(self) -> None:
+        self.libc = None
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.mmap.restype = ctypes.c_void_p
+            libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                                  ctypes.c_int, ctypes.c_long]
+            libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+            libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+            self.libc = libc
+        except (OSError, AttributeError):
+            pass
+        self.page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+    def fraction(self, files: list[str]) -> float | None:
+        if self.libc is None:
+            return None
+        resident = total = 0
+        for path in files:
+            size = os.path.getsize(path)
+            if not size:
+                continue
+            pages = -(-size // self.page)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                addr = self.libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+                if addr in (None, ctypes.c_void_p(-1).value):
+                    return None
+                vec = ctypes.create_string_buffer(pages)
+                ok = self.libc.mincore(addr, size, vec) == 0
+                self.libc.munmap(addr, size)
+            finally:
+                os.close(fd)
+            if not ok:
+                return None
+            resident += pages - vec.raw.count(0)
+            total += pages
+        return resident / total if total else 0.0
+
+
+# -------------------------------------------------------------------------------------------
+# Running one timed command.
+
+@dataclass(slots=True)
+class Run:
+    seconds: float
+    peak_rss: int
+    rc: int
+    resident_before: float | None = None
+    statuses: dict = field(default_factory=dict)
+
+
+def tree_rss(proc) -> int:
+    import psutil
+
+    total = 0
+    try:
+        procs = [proc] + proc.children(recursive=True)
+    except psutil.Error:
+        return 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def timed(cmd: list[str], log: Path) -> Run:
+    """Wall time from start to exit, and the peak summed RSS of the process tree."""
+    import psutil
+
+    peak = 0
+    with open(log, "ab") as out:
+        t0 = time.perf_counter()
+        popen = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL)
+        proc = psutil.Process(popen.pid)
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, tree_rss(proc))
+                done.wait(SAMPLE_EVERY)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        rc = popen.wait()
+        seconds = time.perf_counter() - t0
+        done.set()
+        sampler.join()
+    return Run(seconds, peak, rc)
+
+
+def ingest_cmd() -> list[str]:
+    script = Path(PY).parent / "ingest"
+    return [str(script)] if script.exists() else [PY, "-m", "ingest"]
+
+
+def bash(line: str) -> list[str]:
+    return ["bash", "-c", line]
+
+
+def step_command(step: str, card: Path, dests: list[Path], jobs: int, report: Path) -> list[str]:
+    q = shlex.quote
+    me = f"{q(PY)} {q(str(HERE))}"
+    off = [*ingest_cmd(), "offload", "--jobs", str(jobs), "--json", str(report)]
+    if step == "a":
+        return bash(f"cp -r {q(str(card))} {q(str(dests[0]))} && sync")
+    if step == "b":
+        return [PY, str(HERE), "_decode", str(card), "--jobs", str(jobs)]
+    if step == "c":
+        d = q(str(dests[0]))
+        return bash(f"cp -r {q(str(card))} {d} && sync && {me} _hash {d} && "
+                    f"{me} _decode {d} --jobs {jobs}")
+    if step in ("d1", "d2"):
+        return [*off, "--no-previews", str(card), *map(str, dests)]
+    if step == "p":
+        return [*off, str(card), str(dests[0])]
+    if step == "e":
+        return [*off, "--no-decode", "--no-previews", str(card), str(dests[0])]
+    raise ValueError(step)
+
+
+class Bench:
+    """One benchmark session: a scratch folder for destinations, eviction, logging."""
+
+    def __init__(self, work: Path, evict_method: str, verbose: bool = True):
+        self.work = work
+        self.evict_method = evict_method
+        self.used_methods: set[str] = set()
+        self.residency = Residency()
+        self.log = work / "commands.log"
+        self.verbose = verbose
+
+    def run(self, step: str, card: Path, files: list[str], jobs: int, label: str) -> Run:
+        scratch = self.work / label
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        n_dests = 2 if step == "d2" else 1
+        if step in ("a", "c"):
+            dests = [scratch / "copy"]  # cp -r creates it
+        else:
+            dests = [scratch / f"dest{i + 1}" for i in range(n_dests)]
+            for d in dests:
+                d.mkdir()
+        report = scratch / "report.json"
+        cmd = step_command(step, card, dests, jobs, report)
+        self.used_methods.add(evict(files, self.evict_method))
+        self.warm()
+        resident = self.residency.fraction(files)
+        with open(self.log, "a") as f:
+            f.write(f"\n### {label}: {shlex.join(cmd)}\n")
+        run = timed(cmd, self.log)
+        run.resident_before = resident
+        if report.exists():
+            summary = json.loads(report.read_text())["summary"]
+            run.statuses = {k: v["files"] for k, v in summary["by_status"].items()}
+        shutil.rmtree(scratch, ignore_errors=True)
+        if self.verbose:
+            extra = f" {run.statuses}" if run.statuses else ""
+            print(f"  {label:<14} {run.seconds:8.2f} s  rss {run.peak_rss / 1e6:6.0f} MB  "
+                  f"rc {run.rc}{extra}", flush=True)
+        return run
+
+    def warm(self) -> None:
+        """Load the tools' own files into the cache, so only the card is cold."""
+        subprocess.run([PY, "-c", WARM_IMPORTS], check=True)
+        subprocess.run(["cp", "--version"], stdout=subprocess.DEVNULL, check=True)
+
+
+def help_times(n: int = 5) -> list[float]:
+    cmd = [*ingest_cmd(), "--help"]
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)  # warm the files once
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+# -------------------------------------------------------------------------------------------
+# Summaries.
+
+def summarize(runs: dict[str, list[Run]], nbytes: int) -> dict:
+    out = {}
+    for step, rs in runs.items():
+        secs = [r.seconds for r in rs]
+        med = statistics.median(secs)
+        out[step] = {
+            "what": DESCRIPTIONS.get(step, step),
+            "median_s": med,
+            "mb_s": nbytes / med / 1e6,
+            "seconds": secs,
+            "peak_rss_mb": [r.peak_rss / 1e6 for r in rs],
+            "rc": [r.rc for r in rs],
+            "card_resident_before": [r.resident_before for r in rs],
+            "statuses": [r.statuses for r in rs],
+        }
+    return out
+
+
+def judge(steps: dict, help_s: list[float] | None) -> list[dict]:
+    rows = []
+    for name, num, dens, limit in TARGETS:
+        if num in steps and all(d in steps for d in dens):
+            value = steps[num]["median_s"] / max(steps[d]["median_s"] for d in dens)
+            rows.append({"check": name, "value": value, "target": f"<= {limit}",
+                         "pass": value <= limit})
+    ingest_rss = [m for s in INGEST_STEPS if s in steps for m in steps[s]["peak_rss_mb"]]
+    if ingest_rss:
+        peak = max(ingest_rss)
+        rows.append({"check": "ingest peak RSS (MB, tree)", "value": peak,
+                     "target": f"<= {RSS_LIMIT_MB}", "pass": peak <= RSS_LIMIT_MB})
+    if help_s:
+        med = statistics.median(help_s)
+        rows.append({"check": "ingest --help (s)", "value": med, "target": f"< {HELP_LIMIT_S}",
+                     "pass": med < HELP_LIMIT_S})
+    for s in INGEST_STEPS:
+        if s in steps:
+            bad = [rc for rc in steps[s]["rc"] if rc != 0]
+            rows.append({"check": f"{s} exit code 0 every round", "value": len(bad),
+                         "target": "0 failures", "pass": not bad})
+    return rows
+
+
+def print_table(steps: dict, title: str) -> None:
+    print(f"\n{title}")
+    print(f"{'step':<6} {'median s':>9} {'MB/s':>8} {'peak RSS MB':>12}  rounds (s)   what")
+    for step, s in steps.items():
+        rounds = " ".join(f"{x:.2f}" for x in s["seconds"])
+        print(f"{step:<6} {s['median_s']:9.2f} {s['mb_s']:8.1f} {max(s['peak_rss_mb']):12.0f}  "
+              f"[{rounds}]  {s['what']}")
+
+
+def print_checks(rows: list[dict]) -> None:
+    print()
+    for r in rows:
+        value = f"{r['value']:.3f}" if isinstance(r["value"], float) else str(r["value"])
+        print(f"{r['check']:<30} {value:>9}  target {r['target']:<10} "
+              f"{'PASS' if r['pass'] else 'FAIL'}")
+
+
+# -------------------------------------------------------------------------------------------
+# The runs.
+
+def main_rounds(bench: Bench, card: Card, steps: list[str], rounds: int, jobs: int) -> dict:
+    files = card_files(card.root)
+    runs: dict[str, list[Run]] = {s: [] for s in steps}
+    for r in range(rounds):
+        print(f"round {r + 1}/{rounds}", flush=True)
+        for step in steps:
+            runs[step].append(bench.run(step, card.root, files, jobs, f"r{r + 1}-{step}"))
+    return summarize(runs, card.bytes)
+
+
+def scaling(bench: Bench, card: Card, args) -> dict:
+    files = card_files(card.root)
+    print("scaling: d1 and b at --jobs 1 and 2", flush=True)
+    runs: dict[str, list[Run]] = {"d1 jobs=1": [], "d1 jobs=2": [], "b jobs=1": [],
+                                  "b jobs=2": []}
+    for r in range(args.rounds):
+        for jobs in (1, 2):
+            for step in ("b", "d1"):
+                runs[f"{step} jobs={jobs}"].append(
+                    bench.run(step, card.root, files, jobs, f"s{r + 1}-{step}-j{jobs}"))
+    result = {"jobs": summarize(runs, card.bytes)}
+
+    sizes = sorted({min(1000, args.small_files), args.small_files})
+    per_file = {}
+    for n in sizes:
+        small = build_small_card(args.card_cache / f"small-{n}", n)
+        print(f"scaling: {n} small files ({small.bytes / 1e6:.0f} MB)", flush=True)
+        sfiles = card_files(small.root)
+        sruns: dict[str, list[Run]] = {"a": [], "d1": []}
+        for r in range(args.small_rounds):
+            for step in ("a", "d1"):
+                sruns[step].append(bench.run(step, small.root, sfiles, args.jobs,
+                                             f"small{n}-r{r + 1}-{step}"))
+        summary = summarize(sruns, small.bytes)
+        for step in summary.values():
+            step["ms_per_file"] = step["median_s"] / n * 1000
+        per_file[n] = {"files": n, "bytes": small.bytes, "steps": summary}
+    result["small_files"] = per_file
+    return result
+
+
+def print_scaling(result: dict) -> None:
+    print_table(result["jobs"], "Scaling with --jobs (same card)")
+    print("\nPer-file overhead (small JPEG cards)")
+    print(f"{'files':>6} {'step':<4} {'median s':>9} {'ms/file':>8} {'MB/s':>7} {'RSS MB':>7}")
+    for n, entry in result["small_files"].items():
+        for step, s in entry["steps"].items():
+            print(f"{n:>6} {step:<4} {s['median_s']:9.2f} {s['ms_per_file']:8.2f} "
+                  f"{s['mb_s']:7.1f} {max(s['peak_rss_mb']):7.0f}")
+    ns = sorted(result["small_files"], key=int)
+    if len(ns) == 2:
+        lo, hi = (result["small_files"][n]["steps"]["d1"]["ms_per_file"] for n in ns)
+        print(f"ingest ms/file at {ns[1]} vs {ns[0]} files: {hi / lo:.2f}x "
+              "(flat means close to 1)")
+        result["per_file_ratio"] = hi / lo
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="End-to-end offload benchmark (see README.md).")
+    ap.add_argument("--size", default="1G", help="card size: 1G (default) or 10G, ...")
+    ap.add_argument("--card", type=Path, default=None,
+                    help="card folder to build or reuse (default: CARD_CACHE/card-SIZE)")
+    ap.add_argument("--card-cache", type=Path, default=Path("/tmp/ingest-bench-card"),
+                    help="where generated cards are kept between runs")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="scratch folder for destinations (default: a new folder in $TMPDIR)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--steps", default=",".join(STEPS),
+                    help=f"subset of {','.join(STEPS)} (default: all)")
+    ap.add_argument("--evict", choices=("auto", "drop_caches", "fadvise"), default="auto")
+    ap.add_argument("--scaling", action="store_true",
+                    help="also: d1/b at --jobs 1 and 2, and per-file time on small-file cards")
+    ap.add_argument("--small-files", type=int, default=10000)
+    ap.add_argument("--small-rounds", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["_decode"]:
+        jobs = int(argv[argv.index("--jobs") + 1]) if "--jobs" in argv else 1
+        return decode_tree(Path(argv[1]), jobs)
+    if argv[:1] == ["_hash"]:
+        return hash_tree(Path(argv[1]))
+    args = parse_args(argv)
+    steps = [s for s in args.steps.split(",") if s]
+    unknown = set(steps) - set(STEPS)
+    if unknown:
+        raise SystemExit(f"unknown steps: {', '.join(sorted(unknown))}")
+    size = parse_size(args.size)
+    card_dir = args.card or args.card_cache / f"card-{args.size.upper()}"
+    print(f"card {card_dir}: building or reusing ({size / 1e9:g} GB)", flush=True)
+    card = build_card(card_dir, size)
+    print(f"card: {card.files} files ({card.raws} RAW, {card.jpegs} JPEG), "
+          f"{card.bytes / 1e6:.0f} MB; {len(card.verified)} sampled replicas decode like their "
+          "originals", flush=True)
+    work_parent = args.work or Path(tempfile.gettempdir())
+    work_parent.mkdir(parents=True, exist_ok=True)
+    need = card.bytes * 2.2
+    if shutil.disk_usage(work_parent).free < need:
+        raise SystemExit(f"{work_parent} needs {need / 1e9:.1f} GB free for the destinations")
+    work = Path(tempfile.mkdtemp(prefix="ingest-bench-", dir=work_parent))
+    bench = Bench(work, args.evict)
+    try:
+        help_s = help_times()
+        results = main_rounds(bench, card, steps, args.rounds, args.jobs)
+        checks = judge(results, help_s)
+        scale = scaling(bench, card, args) if args.scaling else None
+    finally:
+        log_copy = Path(tempfile.gettempdir()) / "ingest-bench-last-commands.log"
+        if bench.log.exists():
+            shutil.copyfile(bench.log, log_copy)
+        shutil.rmtree(work, ignore_errors=True)
+
+    resident = [x for s in results.values() for x in s["card_resident_before"] if x is not None]
+    print(f"\nmachine: {platform.platform()}, {os.cpu_count()} CPUs, python "
+          f"{platform.python_version()}; --jobs {args.jobs}; {args.rounds} rounds")
+    print(f"card: {card.files} files, {card.bytes / 1e6:.0f} MB; page cache dropped with "
+          f"{' + '.join(sorted(bench.used_methods))} before every step; card resident before "
+          f"steps: max {max(resident) * 100 if resident else float('nan'):.1f} %")
+    print_table(results, f"Medians of {args.rounds} interleaved rounds")
+    print_checks(checks)
+    print(f"ingest --help: {' '.join(f'{x:.3f}' for x in help_s)} s")
+    if scale:
+        print_scaling(scale)
+    print(f"(command output: {log_copy})")
+    if args.out:
+        args.out.write_text(json.dumps({
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                        "python": platform.python_version()},
+            "jobs": args.jobs, "rounds": args.rounds,
+            "card": {k: v for k, v in card.to_json().items() if k != "verified"},
+            "replicas_checked": len(card.verified),
+            "eviction": sorted(bench.used_methods),
+            "steps": results, "checks": checks, "help_seconds": help_s, "scaling": scale,
+        }, indent=1, default=str))
+        print(f"results: {args.out}")
+    return 0 if all(c["pass"] for c in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
