@@ -214,11 +214,15 @@ class Run:
     seconds: float
     peak_rss: int
     rc: int
+    cpu_seconds: float = 0.0  # user + system of every process of the tree, as last sampled
+    steal_seconds: float | None = None  # CPU time the hypervisor took, all CPUs
     resident_before: float | None = None
     statuses: dict = field(default_factory=dict)
+    code: str = ""  # fingerprint of the ingest sources when the step ran
 
 
-def tree_rss(proc) -> int:
+def sample_tree(proc, cpu: dict[int, float]) -> int:
+    """Summed RSS of a process and its descendants; records each one's CPU time in `cpu`."""
     import psutil
 
     total = 0
@@ -228,17 +232,31 @@ def tree_rss(proc) -> int:
         return 0
     for p in procs:
         try:
-            total += p.memory_info().rss
+            with p.oneshot():
+                total += p.memory_info().rss
+                t = p.cpu_times()
+                cpu[p.pid] = t.user + t.system
         except psutil.Error:
             pass
     return total
 
 
+def steal_ticks() -> int | None:
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def timed(cmd: list[str], log: Path) -> Run:
-    """Wall time from start to exit, and the peak summed RSS of the process tree."""
+    """Wall time from start to exit, peak summed RSS and CPU time of the process tree."""
     import psutil
 
     peak = 0
+    cpu: dict[int, float] = {}
+    steal0 = steal_ticks()
     with open(log, "ab") as out:
         t0 = time.perf_counter()
         popen = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
@@ -249,7 +267,7 @@ def timed(cmd: list[str], log: Path) -> Run:
         def sample() -> None:
             nonlocal peak
             while not done.is_set():
-                peak = max(peak, tree_rss(proc))
+                peak = max(peak, sample_tree(proc, cpu))
                 done.wait(SAMPLE_EVERY)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -258,7 +276,25 @@ def timed(cmd: list[str], log: Path) -> Run:
         seconds = time.perf_counter() - t0
         done.set()
         sampler.join()
-    return Run(seconds, peak, rc)
+    steal1 = steal_ticks()
+    steal = None
+    if steal0 is not None and steal1 is not None:
+        steal = (steal1 - steal0) / os.sysconf("SC_CLK_TCK")
+    return Run(seconds, peak, rc, sum(cpu.values()), steal)
+
+
+def code_fingerprint() -> str:
+    """Of the ingest package's sources: a run is only comparable while they stay the same."""
+    import xxhash
+
+    import ingest
+
+    h = xxhash.xxh3_64()
+    root = Path(ingest.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 def ingest_cmd() -> list[str]:
@@ -320,16 +356,20 @@ class Bench:
         resident = self.residency.fraction(files)
         with open(self.log, "a") as f:
             f.write(f"\n### {label}: {shlex.join(cmd)}\n")
+        code = code_fingerprint()
         run = timed(cmd, self.log)
         run.resident_before = resident
+        run.code = code
         if report.exists():
             summary = json.loads(report.read_text())["summary"]
             run.statuses = {k: v["files"] for k, v in summary["by_status"].items()}
         shutil.rmtree(scratch, ignore_errors=True)
         if self.verbose:
             extra = f" {run.statuses}" if run.statuses else ""
-            print(f"  {label:<14} {run.seconds:8.2f} s  rss {run.peak_rss / 1e6:6.0f} MB  "
-                  f"rc {run.rc}{extra}", flush=True)
+            steal = f"{run.steal_seconds:5.1f}" if run.steal_seconds is not None else "  n/a"
+            print(f"  {label:<14} {run.seconds:8.2f} s  cpu {run.cpu_seconds:7.1f} s  "
+                  f"steal {steal} s  rss {run.peak_rss / 1e6:6.0f} MB  rc {run.rc}  "
+                  f"code {run.code}{extra}", flush=True)
         return run
 
     def warm(self) -> None:
@@ -363,6 +403,9 @@ def summarize(runs: dict[str, list[Run]], nbytes: int) -> dict:
             "mb_s": nbytes / med / 1e6,
             "seconds": secs,
             "peak_rss_mb": [r.peak_rss / 1e6 for r in rs],
+            "cpu_s": [r.cpu_seconds for r in rs],
+            "steal_s": [r.steal_seconds for r in rs],
+            "code": [r.code for r in rs],
             "rc": [r.rc for r in rs],
             "card_resident_before": [r.resident_before for r in rs],
             "statuses": [r.statuses for r in rs],
@@ -396,11 +439,13 @@ def judge(steps: dict, help_s: list[float] | None) -> list[dict]:
 
 def print_table(steps: dict, title: str) -> None:
     print(f"\n{title}")
-    print(f"{'step':<6} {'median s':>9} {'MB/s':>8} {'peak RSS MB':>12}  rounds (s)   what")
+    print(f"{'step':<10} {'median s':>9} {'MB/s':>7} {'cpu s':>7} {'RSS MB':>7}  "
+          "rounds (s)                 what")
     for step, s in steps.items():
-        rounds = " ".join(f"{x:.2f}" for x in s["seconds"])
-        print(f"{step:<6} {s['median_s']:9.2f} {s['mb_s']:8.1f} {max(s['peak_rss_mb']):12.0f}  "
-              f"[{rounds}]  {s['what']}")
+        rounds = "[" + " ".join(f"{x:.2f}" for x in s["seconds"]) + "]"
+        print(f"{step:<10} {s['median_s']:9.2f} {s['mb_s']:7.1f} "
+              f"{statistics.median(s['cpu_s']):7.1f} {max(s['peak_rss_mb']):7.0f}  "
+              f"{rounds:<26} {s['what']}")
 
 
 def print_checks(rows: list[dict]) -> None:
@@ -535,6 +580,14 @@ def main(argv: list[str]) -> int:
     print(f"card: {card.files} files, {card.bytes / 1e6:.0f} MB; page cache dropped with "
           f"{' + '.join(sorted(bench.used_methods))} before every step; card resident before "
           f"steps: max {max(resident) * 100 if resident else float('nan'):.1f} %")
+    steal = [x for s in results.values() for x in s["steal_s"] if x is not None]
+    if steal:
+        print(f"CPU steal by the hypervisor during the timed steps: {sum(steal):.1f} s in total, "
+              f"at most {max(steal):.1f} s in one step")
+    codes = {c for s in results.values() for c in s["code"]}
+    if len(codes) > 1:
+        print(f"WARNING: ingest's sources changed during the run ({len(codes)} versions: "
+              f"{', '.join(sorted(codes))}); rounds are not comparable")
     print_table(results, f"Medians of {args.rounds} interleaved rounds")
     print_checks(checks)
     print(f"ingest --help: {' '.join(f'{x:.3f}' for x in help_s)} s")

@@ -1,10 +1,12 @@
 """Copy one card file to every destination in a single read, verify, and commit.
 
 Per attempt: read the card once in chunks, hashing and writing each chunk to a hidden partial in
-every destination that needs the file; fsync; re-read each partial from disk and compare; only
-then rename it to its final name, fsync the folder, and add the catalog row. A partial that
-fails is removed; the card is read again for the destinations still missing, up to `retries`.
-Nothing here raises for a per-file problem: the outcome is a `CopyOutcome`.
+every destination that needs the file. Each partial is then fsynced and re-read from disk in a
+verifier thread, so the next card file is already being copied while this one is proven. Only a
+partial whose read-back matches is renamed to its final name; its catalog row follows once its
+folder is fsynced (rows are written in batches: one transaction, not one per file). A partial
+that fails is removed and the card is read again for the destinations still missing, up to
+`retries`. Nothing here raises for a per-file problem: the outcome is a `CopyOutcome`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import errno
 import os
 import re
 import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
 from ingest import fsio
@@ -25,6 +29,9 @@ from ingest.model import SourceFile
 # A destination that fails with one of these will fail every later file too.
 _DEAD_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOENT, errno.ENODEV, errno.EIO,
                 errno.EACCES, errno.EPERM, errno.ENXIO}
+# A copy `ingest verify` found bad is no copy: the card's file replaces it.
+_BAD_RESULTS = ("corrupt", "missing")
+ROWS_PER_BATCH = 64
 
 
 @dataclass(slots=True)
@@ -39,6 +46,23 @@ class Destination:
     files: int = 0
     bytes: int = 0
     cleaned: set[str] = field(default_factory=set)
+    seq: int = 0  # numbers this run's partials
+    # committed (renamed, folder not yet fsynced / row not yet written) in this run
+    pending_rows: list[dict] = field(default_factory=list)
+    pending_dirs: set[str] = field(default_factory=set)
+    pending_by_digest: dict[str, str] = field(default_factory=dict)
+    pending_by_path: dict[str, str] = field(default_factory=dict)
+
+    def flush(self) -> None:
+        """Make this run's renames durable, then record them: a row never precedes its file."""
+        if not self.pending_rows:
+            return
+        for folder in sorted(self.pending_dirs):
+            fsio.fsync_dir(folder)
+        self.catalog.add_many(self.pending_rows)
+        self.pending_rows, self.pending_dirs = [], set()
+        self.pending_by_digest.clear()
+        self.pending_by_path.clear()
 
 
 @dataclass(slots=True)
@@ -72,64 +96,181 @@ class _Target:
     partial: str = ""
     fd: int | None = None
     error: str | None = None
+    check: Future | None = None  # (read-back digest, bytes) from the verifier thread
 
 
-def copy_file(src: SourceFile, dests: list[Destination], cfg: OffloadConfig, session_id: str,
-              volume: str | None, place: callable, extra_formats: tuple[str, ...] = ()
-              ) -> CopyOutcome:
-    """`place(info) -> rel path` decides where the file goes (layout + sidecar following).
-    `extra_formats` are hash formats (md5, xxh64, ...) a card's ASC MHL history recorded; they
-    are computed during the same single read."""
-    t0 = time.perf_counter()
-    out = CopyOutcome()
-    pending = [d for d in dests if not d.dead]
-    for d in dests:
-        if d.dead:
-            out.failed[d.root] = f"destination unavailable: {d.dead}"
-    hinted = _hint_existing(src, pending)
-    while pending and out.attempts <= cfg.retries:
-        out.attempts += 1
-        write_to = [d for d in pending if d.root not in hinted]
-        try:
-            digest, targets = _read_and_write(src, write_to, cfg, out, place, extra_formats)
-        except SourceReadError as e:
-            out.unreadable = str(e)
-            continue
-        if out.digest is None:
-            out.digest = digest
-        elif digest != out.digest:
-            _discard(targets)
-            out.unreadable = "the card returned different data on two reads of this file"
-            break
-        out.unreadable = None
+class CopyJob:
+    """One card file on its way to every destination: `start` (read and write, caller's
+    thread), then `finish` once the verifier threads are done (commit, or copy again)."""
+
+    def __init__(self, src: SourceFile, dests: list[Destination], cfg: OffloadConfig,
+                 session_id: str, volume: str | None, place: Callable[[CaptureInfo], str],
+                 verifier: Executor, extra_formats: tuple[str, ...] = ()):
+        self.src, self.cfg, self.session_id, self.volume = src, cfg, session_id, volume
+        self.place, self.verifier, self.extra_formats = place, verifier, extra_formats
+        self.dests = dests
+        self.out = CopyOutcome()
+        self.t0 = time.perf_counter()
+        self.pending = [d for d in dests if not d.dead]
+        for d in dests:
+            if d.dead:
+                self.out.failed[d.root] = f"destination unavailable: {d.dead}"
+        self.hinted = _hint_existing(src, self.pending)
+        self.targets: dict[str, _Target] = {}
+        self.digest: str | None = None
+
+    # -- one attempt ----------------------------------------------------------------------
+    def start(self) -> None:
+        out = self.out
+        self.targets, self.digest = {}, None
+        while self.pending and out.attempts <= self.cfg.retries:
+            out.attempts += 1
+            write_to = [d for d in self.pending if d.root not in self.hinted]
+            try:
+                digest, targets = _read_and_write(self.src, write_to, self.cfg, out, self.place,
+                                                  self.extra_formats)
+            except SourceReadError as e:
+                out.unreadable = str(e)
+                continue
+            if out.digest is None:
+                out.digest = digest
+            elif digest != out.digest:
+                _discard(targets)
+                out.unreadable = "the card returned different data on two reads of this file"
+                self.pending = []
+                return
+            out.unreadable = None
+            self.targets, self.digest = targets, digest
+            for t in targets.values():
+                if t.fd is not None and not t.error:
+                    if _existing(t.dest, digest):
+                        continue  # decided in finish(); no need to prove a copy we drop
+                    t.check = self.verifier.submit(_prove, t.fd, t.partial, self.src.mtime_ns,
+                                                   self.cfg.io)
+            return
+
+    def ready(self) -> bool:
+        return all(t.check is None or t.check.done() for t in self.targets.values())
+
+    def finish(self) -> CopyOutcome:
+        """Commit what verified; copy again (synchronously) for what did not."""
+        while True:
+            self._settle()
+            if not self.pending or self.out.attempts > self.cfg.retries:
+                break
+            self.start()
+            if self.digest is None:  # the card could not be read in the attempts left
+                break
+        out = self.out
+        if out.unreadable:
+            for d in self.pending:
+                out.failed.setdefault(d.root, out.unreadable)
+        out.seconds = time.perf_counter() - self.t0
+        return out
+
+    def _settle(self) -> None:
+        out, digest = self.out, self.digest
+        if digest is None:
+            return
         still = []
-        for d in pending:
-            if d.root in hinted:
-                row = hinted.pop(d.root)
+        for d in self.pending:
+            if d.root in self.hinted:
+                row = self.hinted.pop(d.root)
                 if row.xxh3_128 == digest:
                     out.placed[d.root] = Placed(row.path, "existing", row.status)
                 else:
                     still.append(d)  # same name, size and time but other content: copy it
                 continue
-            tgt = targets.get(d.root)
+            tgt = self.targets.get(d.root)
             if tgt is None or tgt.error:
-                reason = tgt.error if tgt else "not written"
-                out.failed[d.root] = reason
+                out.failed[d.root] = tgt.error if tgt else "not written"
                 if not d.dead:
                     still.append(d)
                 continue
-            placed = _verify_and_commit(src, tgt, digest, out, cfg, session_id, volume)
+            placed = self._commit_target(tgt, digest)
             if placed:
                 out.placed[d.root] = placed
                 out.failed.pop(d.root, None)
             elif not d.dead:
                 still.append(d)
-        pending = still
-    if out.unreadable:
-        for d in pending:
-            out.failed.setdefault(d.root, out.unreadable)
-    out.seconds = time.perf_counter() - t0
-    return out
+        self.pending, self.targets, self.digest = still, {}, None
+
+    def _commit_target(self, t: _Target, digest: str) -> Placed | None:
+        src, out, d = self.src, self.out, t.dest
+        existing = _existing(d, digest)
+        if existing:
+            # The same content is already archived here (another card, or a re-run): keep that.
+            _wait_quietly(t)
+            _close_and_remove(t)
+            return existing
+        try:
+            back, nbytes = t.check.result()
+        except OSError as e:
+            t.fd = None  # closed by the verifier
+            _fail(t, e)
+            out.failed[d.root] = t.error
+            return None
+        t.fd = None
+        if back != digest or nbytes != src.size:
+            out.mismatches += 1
+            out.failed[d.root] = (f"copy at {d.root} did not match the card when read back "
+                                  f"({nbytes} of {src.size} bytes)")
+            _close_and_remove(t)
+            return None
+        try:
+            final_rel, adopted = _commit(t, digest, src.size, src.rel, self.cfg.io)
+        except OSError as e:
+            _fail(t, e)
+            out.failed[d.root] = t.error
+            return None
+        if adopted:
+            row = d.catalog.by_path(final_rel)
+            if row and row.xxh3_128 == digest:
+                return Placed(final_rel, "existing", row.status)
+        info = out.info
+        d.pending_rows.append(dict(
+            path=final_rel, size=src.size, mtime_ns=src.mtime_ns, digest=digest,
+            kind=str(src.kind), capture_time=info.time.isoformat() if info and info.time else None,
+            make=info.make if info else None, model=info.model if info else None,
+            source_volume=self.volume, source_path=src.rel, session_id=self.session_id,
+            status="copied", now=self.cfg.clock().isoformat()))
+        d.pending_dirs.add(os.path.dirname(t.partial))
+        d.pending_by_digest.setdefault(digest, final_rel)
+        d.pending_by_path[final_rel] = digest
+        if len(d.pending_rows) >= ROWS_PER_BATCH:
+            d.flush()
+        if not adopted:
+            d.files += 1
+            d.bytes += src.size
+        return Placed(final_rel, "existing" if adopted else "copied")
+
+
+def _prove(fd: int, partial: str, mtime_ns: int, io: fsio.FileIO) -> tuple[str, int]:
+    """Verifier thread: make the partial durable, then hash it as the disk holds it."""
+    try:
+        io.fsync(fd)
+    finally:
+        os.close(fd)
+    fsio.set_mtime(partial, mtime_ns)
+    return fsio.uncached_hash(partial, io)
+
+
+def _wait_quietly(t: _Target) -> None:
+    if t.check is not None:
+        try:
+            t.check.result()
+        except OSError:
+            pass
+        t.fd = None
+
+
+def _existing(d: Destination, digest: str) -> Placed | None:
+    if digest in d.pending_by_digest:
+        return Placed(d.pending_by_digest[digest], "existing", "copied")
+    for row in d.catalog.by_hash(digest):
+        if _present(d.root, row):
+            return Placed(row.path, "existing", row.status)
+    return None
 
 
 def _hint_existing(src: SourceFile, dests: list[Destination]) -> dict[str, Row]:
@@ -142,10 +283,6 @@ def _hint_existing(src: SourceFile, dests: list[Destination]) -> dict[str, Row]:
                 hints[d.root] = row
                 break
     return hints
-
-
-# A copy `ingest verify` found bad is no copy: the card's file replaces it.
-_BAD_RESULTS = ("corrupt", "missing")
 
 
 def _present(root: str, row: Row) -> bool:
@@ -209,9 +346,10 @@ def _open_target(d: Destination, rel: str) -> _Target:
         if abs_folder not in d.cleaned:
             fsio.remove_stale_partials(abs_folder, keep=lambda n: d.token in n)
             d.cleaned.add(abs_folder)
-        t.partial = os.path.join(abs_folder, fsio.partial_name(name, d.token))
-        if os.path.lexists(t.partial):
-            os.unlink(t.partial)  # our own leftover from a failed attempt of this run
+        # Unique per attempt: two card files bound for one name (a collision) may be in
+        # flight at once, and a retry must not meet its own earlier partial.
+        d.seq += 1
+        t.partial = os.path.join(abs_folder, fsio.partial_name(name, f"{d.token}-{d.seq}"))
         t.fd = os.open(t.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except OSError as e:
         _fail(t, e)
@@ -256,53 +394,6 @@ def _discard(targets: dict[str, _Target]) -> None:
         _close_and_remove(t)
 
 
-def _verify_and_commit(src: SourceFile, t: _Target, digest: str, out: CopyOutcome,
-                       cfg: OffloadConfig, session_id: str, volume: str | None) -> Placed | None:
-    io = cfg.io
-    for row in t.dest.catalog.by_hash(digest):
-        if _present(t.dest.root, row):
-            # The same content is already archived here (another card, or a re-run): keep that.
-            _close_and_remove(t)
-            return Placed(row.path, "existing", row.status)
-    try:
-        io.fsync(t.fd)
-        os.close(t.fd)
-        t.fd = None
-        fsio.set_mtime(t.partial, src.mtime_ns)
-        back, nbytes = fsio.uncached_hash(t.partial, io)
-    except OSError as e:
-        _fail(t, e)
-        out.failed[t.dest.root] = t.error
-        return None
-    if back != digest or nbytes != src.size:
-        out.mismatches += 1
-        out.failed[t.dest.root] = (f"copy at {t.dest.root} did not match the card when read back "
-                                   f"({nbytes} of {src.size} bytes)")
-        _close_and_remove(t)
-        return None
-    try:
-        final_rel, adopted = _commit(t, digest, src.size, src.rel, io)
-    except OSError as e:
-        _fail(t, e)
-        out.failed[t.dest.root] = t.error
-        return None
-    info = out.info
-    d = t.dest
-    existing = d.catalog.by_path(final_rel)
-    if adopted and existing and existing.xxh3_128 == digest:
-        return Placed(final_rel, "existing", existing.status)
-    d.catalog.add(
-        path=final_rel, size=src.size, mtime_ns=src.mtime_ns, digest=digest, kind=str(src.kind),
-        capture_time=info.time.isoformat() if info and info.time else None,
-        make=info.make if info else None, model=info.model if info else None,
-        source_volume=volume, source_path=src.rel, session_id=session_id, status="copied",
-        now=cfg.clock().isoformat())
-    if not adopted:
-        d.files += 1
-        d.bytes += src.size
-    return Placed(final_rel, "existing" if adopted else "copied")
-
-
 def _commit(t: _Target, digest: str, size: int, card_rel: str,
             io: fsio.FileIO) -> tuple[str, bool]:
     """Rename the verified partial to a final name that holds no other content.
@@ -312,6 +403,7 @@ def _commit(t: _Target, digest: str, size: int, card_rel: str,
     """
     folder, _, name = t.rel.rpartition("/")
     abs_folder = os.path.dirname(t.partial)
+    d = t.dest
     # First the card folder's name (readable, and shared by a RAW+JPEG pair and its sidecars),
     # then the content hash, which no other file can share.
     card_folder = re.sub(r"[^\w.-]+", "_", card_rel.rpartition("/")[0].rpartition("/")[2])
@@ -319,16 +411,17 @@ def _commit(t: _Target, digest: str, size: int, card_rel: str,
     for candidate in (*candidates, with_suffix(name, digest[:8]), with_suffix(name, digest)):
         final = os.path.join(abs_folder, candidate)
         rel = f"{folder}/{candidate}" if folder else candidate
+        if rel in d.pending_by_path:
+            continue  # renamed into place earlier in this run, row not yet written
         if os.path.lexists(final):
             if os.path.isfile(final) and os.path.getsize(final) == size \
                     and fsio.uncached_hash(final)[0] == digest:
                 _close_and_remove(t)
                 return rel, True
-            row = t.dest.catalog.by_path(rel)
+            row = d.catalog.by_path(rel)
             if not (row and row.xxh3_128 == digest and row.last_result in _BAD_RESULTS):
                 continue  # a different file owns this name: never overwrite it
             # else: verify found this copy of the very same original corrupt; replace it.
         io.rename(t.partial, final)
-        fsio.fsync_dir(abs_folder)
         return rel, False
     raise OSError(errno.EEXIST, f"no free name for {name}")

@@ -106,9 +106,17 @@ def makedirs_synced(root: str, rel_folder: str) -> str:
     return path
 
 
+NAME_MAX = 255  # bytes, on every file system a camera card or archive disk uses
+
+
 def partial_name(final_name: str, token: str) -> str:
-    # Hidden, recognisable, and unique per run so two attempts never share a partial.
-    return f".{final_name}.{token}{PARTIAL_SUFFIX}"
+    # Hidden, recognisable, and unique per attempt so two attempts never share a partial.
+    name = f".{final_name}.{token}{PARTIAL_SUFFIX}"
+    if len(os.fsencode(name)) <= NAME_MAX:
+        return name
+    # A card name near the length limit leaves no room for the decoration: use its hash.
+    short = xxhash.xxh3_64_hexdigest(os.fsencode(final_name))
+    return f".{short}.{token}{PARTIAL_SUFFIX}"
 
 
 def remove_stale_partials(folder: str, keep: Callable[[str], bool] = lambda n: False) -> int:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from ingest import __version__
 from ingest.catalog import GOOD, STATE_DIR, Catalog
 from ingest.config import OffloadConfig
-from ingest.copier import CopyOutcome, Destination, copy_file
+from ingest.copier import CopyJob, CopyOutcome, Destination
 from ingest.discover import Discovery, discover, stem_of
 from ingest.kinds import IMAGE_KINDS
 from ingest.lock import DestinationLock
@@ -70,13 +72,20 @@ def offload(cfg: OffloadConfig) -> RunResult:
             from ingest.mhl import read_history
 
             run.history = read_history(Path(source))
-        with run.decoder():
+        with run.decoder(), ThreadPoolExecutor(VERIFIER_THREADS, "read-back") as verifier:
+            window: deque[tuple[SourceFile, CopyJob]] = deque()
             for src in found.files:
-                records.append(run.copy_one(src))
+                if src.kind is Kind.SIDECAR:
+                    _drain(window, run, records)  # it follows its image's final name
+                window.append((src, run.start_copy(src, verifier)))
+                while window and (window[0][1].ready() or _too_much(window)):
+                    records.append(run.finish_copy(*window.popleft()))
                 run.collect(block=False)
+            _drain(window, run, records)
+            for d in dests:
+                d.flush()
             run.collect(block=True)
-        for rec in records:
-            run.finish(rec)
+        run.finish(records)
 
         finished = cfg.clock()
         for d in dests:
@@ -132,17 +141,26 @@ class _Run:
         self.history: dict[str, list[tuple[str, str]]] = {}  # the card's ASC MHL hashes
 
     # copy ---------------------------------------------------------------------------------
-    def copy_one(self, src: SourceFile) -> FileRecord:
-        rec = FileRecord(path=src.rel, kind=src.kind, size=src.size, mtime_ns=src.mtime_ns)
-        self.emit("file_start", path=src.rel, size=src.size)
+    def _history_format(self, src: SourceFile) -> str | None:
         recorded = dict(self.history.get(src.rel, []))
-        fmt = "xxh128" if "xxh128" in recorded else next(iter(recorded), None)
-        out = copy_file(src, self.dests, self.cfg, self.session, self.volume,
-                        place=lambda info: self._place(src, info),
-                        extra_formats=(fmt,) if fmt and fmt != "xxh128" else ())
+        return "xxh128" if "xxh128" in recorded else next(iter(recorded), None)
+
+    def start_copy(self, src: SourceFile, verifier) -> CopyJob:
+        self.emit("file_start", path=src.rel, size=src.size)
+        fmt = self._history_format(src)
+        job = CopyJob(src, self.dests, self.cfg, self.session, self.volume,
+                      place=lambda info: self._place(src, info), verifier=verifier,
+                      extra_formats=(fmt,) if fmt and fmt != "xxh128" else ())
+        job.start()
+        return job
+
+    def finish_copy(self, src: SourceFile, job: CopyJob) -> FileRecord:
+        rec = FileRecord(path=src.rel, kind=src.kind, size=src.size, mtime_ns=src.mtime_ns)
+        out = job.finish()
         _apply_copy(rec, src, out)
+        fmt = self._history_format(src)
         if fmt and out.digest:
-            _check_history(rec, fmt, recorded[fmt], out)
+            _check_history(rec, fmt, dict(self.history[src.rel])[fmt], out)
         self._follow_final_name(src, rec)
         self.emit("file_copied", path=src.rel, size=src.size, status=str(rec.status))
         if rec.copies and src.kind in IMAGE_KINDS and self.cfg.decode and \
@@ -213,14 +231,31 @@ class _Run:
             self.emit("file_decoded", path=rec.path, status=str(rec.status))
 
     # finish -------------------------------------------------------------------------------
-    def finish(self, rec: FileRecord) -> None:
+    def finish(self, records: list[FileRecord]) -> None:
         """Write each copy's final status to its catalog, so a re-run knows what is done."""
         now = self.cfg.clock().isoformat()
-        for c in rec.copies:
-            d = next(d for d in self.dests if d.root == c.destination)
-            if c.verified and rec.status is not Status.DUPLICATE:
-                d.catalog.set_status(c.path, str(rec.status), rec.detail or None, now,
-                                     self.session)
+        for d in self.dests:
+            items = [(c.path, str(r.status), r.detail or None) for r in records
+                     for c in r.copies if c.destination == d.root and c.verified
+                     and r.status is not Status.DUPLICATE]
+            if items:
+                d.catalog.set_status_many(items, now, self.session)
+
+
+# Files whose copies are being proven while the next ones are copied. Bounded so that a crash
+# leaves little unrecorded work and memory stays flat.
+VERIFIER_THREADS = 2
+WINDOW_FILES = 8
+WINDOW_BYTES = 512 * 1024 * 1024
+
+
+def _too_much(window: deque) -> bool:
+    return len(window) > WINDOW_FILES or sum(s.size for s, _ in window) > WINDOW_BYTES
+
+
+def _drain(window: deque, run: _Run, records: list[FileRecord]) -> None:
+    while window:
+        records.append(run.finish_copy(*window.popleft()))
 
 
 def _apply_copy(rec: FileRecord, src: SourceFile, out: CopyOutcome) -> None:

@@ -62,10 +62,14 @@ def orient(img: Image.Image, orientation: int) -> Image.Image:
 
 
 def fit(img: Image.Image, size: int) -> Image.Image:
-    """Long edge at most `size`, never upscaled."""
+    """Long edge at most `size`, never upscaled.
+
+    Bicubic, not Lanczos: the DCT-reduced decode leaves ratios under 2, where Lanczos cost
+    twice as much (0.2 s vs 0.1 s for 8 MP) for no difference visible in a preview.
+    """
     if max(img.size) > size:
         img = img.copy() if img.readonly else img
-        img.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
+        img.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
     return img
 
 

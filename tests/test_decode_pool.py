@@ -124,3 +124,47 @@ def test_preview_error_names_the_crash(tmp_path: Path) -> None:
     assert results[key]["preview"] is None
     assert "crashed" in results[key]["preview_error"]
     assert not (tmp_path / "p.jpg").exists()
+
+
+def test_workers_exit_when_the_run_is_killed(tmp_path: Path) -> None:
+    """A SIGKILLed run cannot shut its pool down: the workers must notice and leave."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, time\n"
+        "from ingest.decode.pool import DecodePool\n"
+        "pool = DecodePool(2, timeout=600)\n"
+        "pool.submit('h', {'path': 'x', 'kind': 'raw', '_test_fault': 'hang'})\n"
+        "pool.submit('g', {'path': 'x', 'kind': 'raw', '_test_fault': 'hang'})\n"
+        "print(*pool._executor._processes, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in pids if _alive(p)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert alive == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie waiting for its (dead) parent's reaper counts as gone
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False

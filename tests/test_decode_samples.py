@@ -208,3 +208,30 @@ def test_non_tiff_container_verdict_follows_the_camera_list() -> None:
     assert classify_unsupported(blank, "open")[0] == "damaged"  # destroyed header
     other = Structure(None, None, 4096, ".xyz", b"\x00" * 8)
     assert classify_unsupported(other, "open")[0] == "unsupported"
+
+
+def test_exceptions_become_results(monkeypatch, tmp_path: Path) -> None:
+    """run_task never raises: a decoder exception is a damaged verdict, a preview exception
+    a preview_error next to an intact decode result."""
+    import ingest.decode.raw as raw_mod
+    import ingest.preview as preview_mod
+
+    src = samples_dir("raw") / "kodak-dc50.KDC"
+    preview = {"out": [str(tmp_path / "p.jpg")], "size": 256, "quality": 85}
+
+    def broken_preview(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(preview_mod, "preview_from_raw", broken_preview)
+    res = _run(src, "raw", preview=preview)
+    assert res["decode"]["verdict"] == "ok"
+    assert res["preview"] is None and "disk full" in res["preview_error"]
+
+    def broken_decoder(*_a, **_k):
+        raise MemoryError("header claims 10 TB")
+
+    monkeypatch.setattr(raw_mod, "verify_raw", broken_decoder)
+    res = _run(src, "raw", preview=preview)
+    assert res["decode"]["verdict"] == "damaged"
+    assert res["decode"]["error"] == "MemoryError: header claims 10 TB"
+    assert res["preview"] is None and res["preview_error"]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -53,6 +54,23 @@ IDLE_WORKER_SECONDS = 300
 # Longest wait for new workers to start and import the decoders (a loaded machine is slow).
 WARM_UP_SECONDS = 60.0
 _TICK = 0.05
+
+
+def _exit_with_parent(poll_seconds: float = 0.5) -> None:
+    """Worker initializer: leave when the process that started the pool is gone.
+
+    A run killed with SIGKILL cannot shut its pool down; loky's own idle timeout would keep
+    orphans alive for many seconds, decoding files nobody will collect. A daemon thread
+    watching the parent pid ends the worker within `poll_seconds`.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _warm_up() -> int:
@@ -118,7 +136,7 @@ class DecodePool:
 
     def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.jobs, timeout=IDLE_WORKER_SECONDS,
-                                   env=dict(WORKER_ENV))
+                                   env=dict(WORKER_ENV), initializer=_exit_with_parent)
 
     def _ready_executor(self) -> ProcessPoolExecutor:
         """A new executor whose workers are up, so task clocks measure only decoding."""

@@ -314,9 +314,11 @@ def classify_unsupported(st: Structure, stage: str) -> tuple[str, str]:
     if tiff.dng and raw_ifd is not None:
         missing = _missing_codec(raw_ifd.compression)
         if missing:
+            note = camera_support(tiff.make, tiff.model)[1]
+            note = f"; LibRaw lists the camera as '{note}'" if "not supported" in note else ""
             return UNSUPPORTED, (f"DNG compressed with {missing} (compression "
                                  f"{raw_ifd.compression}), which {lib} in rawpy "
-                                 f"{rawpy.__version__} is built without")
+                                 f"{rawpy.__version__} is built without{note}")
     camera = _camera_name(tiff)
     if not tiff.dng:
         known, entry = camera_support(tiff.make, tiff.model)
@@ -326,8 +328,10 @@ def classify_unsupported(st: Structure, stage: str) -> tuple[str, str]:
             return UNSUPPORTED, f"{lib} lists this camera as '{entry}'"
     if raw_ifd is None:
         return DAMAGED, f"the TIFF structure holds no raw image for '{camera or 'unnamed'}'"
-    return DAMAGED, (f"{lib} supports '{camera or 'DNG'}' and this compression, yet rejected "
-                     f"the file at {stage}: header or metadata damaged")
+    what = f"'{camera}'" if camera else "this DNG"
+    codec = " and its compression" if tiff.dng else ""
+    return DAMAGED, (f"{lib} supports {what}{codec}, yet rejected the file at {stage}: "
+                     f"header or metadata damaged")
 
 
 def _camera_name(tiff: TiffInfo | None) -> str:
@@ -491,8 +495,16 @@ def nonzero_check(data: np.ndarray, colors: int = 3) -> dict:
     return check("nonzero", True, detail)
 
 
+def _dng_raw_ifd(st: Structure) -> Ifd | None:
+    """The raw IFD, trusted only in DNG: makers' TIFF-based formats may declare compression 1
+    for compressed data (Olympus) or keep sizes in private tags (Panasonic)."""
+    if st.container != "tiff" or st.tiff is None or not st.tiff.dng:
+        return None
+    return st.tiff.raw_ifd()
+
+
 def size_check(st: Structure, raw_height: int, raw_width: int) -> dict:
-    raw_ifd = st.tiff.raw_ifd() if st.tiff else None
+    raw_ifd = _dng_raw_ifd(st)
     if raw_ifd is not None and raw_ifd.data_bytes and raw_ifd.width and raw_ifd.height:
         samples = raw_ifd.width * raw_ifd.height * max(1, raw_ifd.samples)
         if raw_ifd.compression == 1 and raw_ifd.bits:
@@ -520,9 +532,7 @@ def size_check(st: Structure, raw_height: int, raw_width: int) -> dict:
 
 def structure_check(st: Structure) -> dict | None:
     """Raw image data claimed past the end of file (LibRaw reads zeros there silently)."""
-    if st.container != "tiff" or st.tiff is None:
-        return None
-    raw_ifd = st.tiff.raw_ifd()
+    raw_ifd = _dng_raw_ifd(st)
     if raw_ifd is None or not raw_ifd.data_end:
         return None
     if raw_ifd.data_end > st.size:

@@ -49,27 +49,31 @@ def run_task(req: dict) -> dict:
     if req.get("_test_fault"):
         _test_fault(req["_test_fault"])
     result: dict = {"decode": None, "card_decode": None, "preview": None, "preview_error": None}
-    holder = None
+    kind = req.get("kind", "")
     try:
-        decode, holder = _decode_file(req["path"], req["kind"], req)
-        result["decode"] = decode
+        decode, holder = _decode_file(req["path"], kind, req)
+    except Exception as exc:  # noqa: BLE001 - the contract: a per-file failure is a result
+        result["decode"] = _exception_result(kind, exc)
+        if req.get("preview"):
+            result["preview_error"] = "no preview: the decode check failed"
+        return result
+    result["decode"] = decode
+    try:
         if req.get("preview"):
             _add_preview(result, holder, req)
-        card_path = req.get("card_path")
-        if decode["verdict"] == DAMAGED and card_path:
-            card, card_holder = _decode_file(card_path, req["kind"], None)
-            _close(card_holder)
-            result["card_decode"] = card
-    except Exception as exc:  # noqa: BLE001 - the contract: a per-file failure is a result
-        text = f"{type(exc).__name__}: {exc}"
-        if result["decode"] is None:
-            result["decode"] = _exception_result(req.get("kind", ""), text)
-        elif req.get("preview") and result["preview"] is None:
-            result["preview_error"] = f"preview failed: {text}"
-        else:
-            result["decode"]["error"] = (result["decode"]["error"] or "") + f"; {text}"
+    except Exception as exc:  # noqa: BLE001
+        result["preview"] = None
+        result["preview_error"] = f"preview failed: {type(exc).__name__}: {exc}"
     finally:
         _close(holder)
+    card_path = req.get("card_path")
+    if decode["verdict"] == DAMAGED and card_path:
+        try:
+            card, card_holder = _decode_file(card_path, kind, None)
+            _close(card_holder)
+        except Exception as exc:  # noqa: BLE001
+            card = _exception_result(kind, exc)
+        result["card_decode"] = card
     return result
 
 
@@ -83,14 +87,15 @@ def _test_fault(fault: str) -> None:
                 time.sleep(3600)
 
 
-def _exception_result(kind: str, text: str) -> dict:
+def _exception_result(kind: str, exc: Exception) -> dict:
+    text = f"{type(exc).__name__}: {exc}"
     try:
         name = decoder_for_kind(kind)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a decoder that cannot even be imported
         name = "unknown"
-    res = outcome(name, [check("decode", False, text)], verdict=DAMAGED, error=text)
-    res["stderr"] = traceback.format_exc(limit=3)[-2000:]
-    return res
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    detail = f"{text} (at {where[0].filename}:{where[0].lineno})" if where else text
+    return outcome(name, [check("decode", False, detail)], verdict=DAMAGED, error=text)
 
 
 def _decode_file(path: str, kind: str, req: dict | None):
