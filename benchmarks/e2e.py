@@ -216,6 +216,7 @@ class Run:
     rc: int
     cpu_seconds: float = 0.0  # user + system of every process of the tree, as last sampled
     steal_seconds: float | None = None  # CPU time the hypervisor took, all CPUs
+    other_cpu_seconds: float | None = None  # CPU time of everything else on the machine
     resident_before: float | None = None
     statuses: dict = field(default_factory=dict)
     code: str = ""  # fingerprint of the ingest sources when the step ran
@@ -241,13 +242,36 @@ def sample_tree(proc, cpu: dict[int, float]) -> int:
     return total
 
 
-def steal_ticks() -> int | None:
+def cpu_ticks() -> tuple[int, int] | None:
+    """(busy, steal) clock ticks of all CPUs so far, from /proc/stat."""
     try:
         with open("/proc/stat") as f:
-            fields = f.readline().split()
-        return int(fields[8])
-    except (OSError, IndexError, ValueError):
+            fields = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
         return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return user + nice + system + irq + softirq, steal
+
+
+def busy_cpus(seconds: float) -> float | None:
+    """CPUs kept busy over the next `seconds` by the whole machine."""
+    t0, a = time.perf_counter(), cpu_ticks()
+    time.sleep(seconds)
+    b = cpu_ticks()
+    if a is None or b is None:
+        return None
+    return (b[0] - a[0]) / os.sysconf("SC_CLK_TCK") / (time.perf_counter() - t0)
+
+
+def wait_for_quiet(limit: float, max_wait: float) -> float:
+    """Wait until other work on the machine keeps fewer than `limit` CPUs busy (at most
+    `max_wait` seconds): on a shared machine the rounds then start from the same state."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < max_wait:
+        busy = busy_cpus(1.0)
+        if busy is None or busy < limit:
+            break
+    return time.perf_counter() - t0
 
 
 def timed(cmd: list[str], log: Path) -> Run:
@@ -256,7 +280,7 @@ def timed(cmd: list[str], log: Path) -> Run:
 
     peak = 0
     cpu: dict[int, float] = {}
-    steal0 = steal_ticks()
+    ticks0 = cpu_ticks()
     with open(log, "ab") as out:
         t0 = time.perf_counter()
         popen = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
@@ -276,11 +300,14 @@ def timed(cmd: list[str], log: Path) -> Run:
         seconds = time.perf_counter() - t0
         done.set()
         sampler.join()
-    steal1 = steal_ticks()
-    steal = None
-    if steal0 is not None and steal1 is not None:
-        steal = (steal1 - steal0) / os.sysconf("SC_CLK_TCK")
-    return Run(seconds, peak, rc, sum(cpu.values()), steal)
+    ticks1 = cpu_ticks()
+    ours = sum(cpu.values())
+    run = Run(seconds, peak, rc, ours)
+    if ticks0 is not None and ticks1 is not None:
+        hz = os.sysconf("SC_CLK_TCK")
+        run.steal_seconds = (ticks1[1] - ticks0[1]) / hz
+        run.other_cpu_seconds = max(0.0, (ticks1[0] - ticks0[0]) / hz - ours)
+    return run
 
 
 def code_fingerprint() -> str:
@@ -330,9 +357,11 @@ def step_command(step: str, card: Path, dests: list[Path], jobs: int, report: Pa
 class Bench:
     """One benchmark session: a scratch folder for destinations, eviction, logging."""
 
-    def __init__(self, work: Path, evict_method: str, verbose: bool = True):
+    def __init__(self, work: Path, evict_method: str, quiet_cpus: float = 0.3,
+                 quiet_wait: float = 60.0, verbose: bool = True):
         self.work = work
         self.evict_method = evict_method
+        self.quiet_cpus, self.quiet_wait = quiet_cpus, quiet_wait
         self.used_methods: set[str] = set()
         self.residency = Residency()
         self.log = work / "commands.log"
@@ -351,6 +380,7 @@ class Bench:
                 d.mkdir()
         report = scratch / "report.json"
         cmd = step_command(step, card, dests, jobs, report)
+        waited = wait_for_quiet(self.quiet_cpus, self.quiet_wait) if self.quiet_wait else 0.0
         self.used_methods.add(evict(files, self.evict_method))
         self.warm()
         resident = self.residency.fraction(files)
@@ -366,15 +396,16 @@ class Bench:
         shutil.rmtree(scratch, ignore_errors=True)
         if self.verbose:
             extra = f" {run.statuses}" if run.statuses else ""
-            steal = f"{run.steal_seconds:5.1f}" if run.steal_seconds is not None else "  n/a"
-            print(f"  {label:<14} {run.seconds:8.2f} s  cpu {run.cpu_seconds:7.1f} s  "
-                  f"steal {steal} s  rss {run.peak_rss / 1e6:6.0f} MB  rc {run.rc}  "
+            other = (f"others {run.other_cpu_seconds:5.1f} s  steal {run.steal_seconds:4.1f} s"
+                     if run.other_cpu_seconds is not None else "")
+            print(f"  {label:<14} {run.seconds:7.2f} s  cpu {run.cpu_seconds:6.1f} s  {other}  "
+                  f"rss {run.peak_rss / 1e6:4.0f} MB  rc {run.rc}  waited {waited:3.0f} s  "
                   f"code {run.code}{extra}", flush=True)
         return run
 
     def warm(self) -> None:
         """Load the tools' own files into the cache, so only the card is cold."""
-        subprocess.run([PY, "-c", WARM_IMPORTS], check=True)
+        subprocess.run([PY, "-c", WARM_IMPORTS], check=False)  # ingest may be mid-edit
         subprocess.run(["cp", "--version"], stdout=subprocess.DEVNULL, check=True)
 
 
@@ -405,6 +436,7 @@ def summarize(runs: dict[str, list[Run]], nbytes: int) -> dict:
             "peak_rss_mb": [r.peak_rss / 1e6 for r in rs],
             "cpu_s": [r.cpu_seconds for r in rs],
             "steal_s": [r.steal_seconds for r in rs],
+            "other_cpu_s": [r.other_cpu_seconds for r in rs],
             "code": [r.code for r in rs],
             "rc": [r.rc for r in rs],
             "card_resident_before": [r.resident_before for r in rs],
@@ -439,13 +471,17 @@ def judge(steps: dict, help_s: list[float] | None) -> list[dict]:
 
 def print_table(steps: dict, title: str) -> None:
     print(f"\n{title}")
-    print(f"{'step':<10} {'median s':>9} {'MB/s':>7} {'cpu s':>7} {'RSS MB':>7}  "
+    print(f"{'step':<10} {'median s':>9} {'MB/s':>7} {'cpu s':>7} {'others':>7} {'RSS MB':>7}  "
           "rounds (s)                 what")
     for step, s in steps.items():
         rounds = "[" + " ".join(f"{x:.2f}" for x in s["seconds"]) + "]"
+        others = [x for x in s["other_cpu_s"] if x is not None]
+        others_txt = f"{statistics.median(others):7.1f}" if others else "    n/a"
         print(f"{step:<10} {s['median_s']:9.2f} {s['mb_s']:7.1f} "
-              f"{statistics.median(s['cpu_s']):7.1f} {max(s['peak_rss_mb']):7.0f}  "
+              f"{statistics.median(s['cpu_s']):7.1f} {others_txt} {max(s['peak_rss_mb']):7.0f}  "
               f"{rounds:<26} {s['what']}")
+    print("(cpu s: user+system of the step's processes; others: CPU seconds the rest of the "
+          "machine used meanwhile; RSS: peak of the process tree)")
 
 
 def print_checks(rows: list[dict]) -> None:
@@ -530,6 +566,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--steps", default=",".join(STEPS),
                     help=f"subset of {','.join(STEPS)} (default: all)")
     ap.add_argument("--evict", choices=("auto", "drop_caches", "fadvise"), default="auto")
+    ap.add_argument("--quiet-cpus", type=float, default=0.3,
+                    help="before each step, wait until other work keeps fewer CPUs busy")
+    ap.add_argument("--quiet-wait", type=float, default=60.0,
+                    help="... but at most this many seconds (0: do not wait)")
     ap.add_argument("--scaling", action="store_true",
                     help="also: d1/b at --jobs 1 and 2, and per-file time on small-file cards")
     ap.add_argument("--small-files", type=int, default=10000)
@@ -562,7 +602,7 @@ def main(argv: list[str]) -> int:
     if shutil.disk_usage(work_parent).free < need:
         raise SystemExit(f"{work_parent} needs {need / 1e9:.1f} GB free for the destinations")
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-", dir=work_parent))
-    bench = Bench(work, args.evict)
+    bench = Bench(work, args.evict, args.quiet_cpus, args.quiet_wait)
     try:
         help_s = help_times()
         results = main_rounds(bench, card, steps, args.rounds, args.jobs)
@@ -581,9 +621,13 @@ def main(argv: list[str]) -> int:
           f"{' + '.join(sorted(bench.used_methods))} before every step; card resident before "
           f"steps: max {max(resident) * 100 if resident else float('nan'):.1f} %")
     steal = [x for s in results.values() for x in s["steal_s"] if x is not None]
+    other = [x for s in results.values() for x in s["other_cpu_s"] if x is not None]
     if steal:
         print(f"CPU steal by the hypervisor during the timed steps: {sum(steal):.1f} s in total, "
               f"at most {max(steal):.1f} s in one step")
+    if other:
+        print(f"CPU used by other processes during the timed steps: {sum(other):.1f} s in "
+              f"total, at most {max(other):.1f} s in one step (0 on a quiet machine)")
     codes = {c for s in results.values() for c in s["code"]}
     if len(codes) > 1:
         print(f"WARNING: ingest's sources changed during the run ({len(codes)} versions: "

@@ -45,7 +45,7 @@ class Destination:
     dead: str | None = None  # why this destination stopped taking files
     files: int = 0
     bytes: int = 0
-    cleaned: set[str] = field(default_factory=set)
+    cleaned: set[str] = field(default_factory=set)  # folders made and swept in this run
     seq: int = 0  # numbers this run's partials
     # committed (renamed, folder not yet fsynced / row not yet written) in this run
     pending_rows: list[dict] = field(default_factory=list)
@@ -342,8 +342,9 @@ def _open_target(d: Destination, rel: str) -> _Target:
     t = _Target(d, rel)
     folder, _, name = rel.rpartition("/")
     try:
-        abs_folder = fsio.makedirs_synced(d.root, folder)
+        abs_folder = os.path.join(d.root, folder) if folder else d.root
         if abs_folder not in d.cleaned:
+            fsio.makedirs_synced(d.root, folder)
             fsio.remove_stale_partials(abs_folder, keep=lambda n: d.token in n)
             d.cleaned.add(abs_folder)
         # Unique per attempt: two card files bound for one name (a collision) may be in

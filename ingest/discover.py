@@ -48,7 +48,8 @@ def discover(root: str) -> Discovery:
 
 
 HISTORY_DIR = "ascmhl"  # an ASC MHL history: its hashes are checked against the card files
-_MAX_DEPTH = 64  # deeper than any camera writes; guards against pathological trees
+_MAX_DEPTH = 256  # far deeper than any camera writes (a looped, corrupt FAT stops here);
+# a file below it is skipped and reported, so the limit must not hide plausible folders
 
 
 def _walk(root: str, path: str, rel: str, out: Discovery, depth: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -66,9 +67,31 @@ def _safe(text: str) -> str:
     return re.sub(r"[^\w.\- ]+", "_", text).strip() or "unknown"
 
 
+NAME_MAX = 255  # bytes in one file name, on every file system a card or archive disk uses
+
+
 def with_suffix(name: str, suffix: str) -> str:
-    """`DSC_0001.NEF` + `3fa9c2d1` -> `DSC_0001-3fa9c2d1.NEF`: deterministic, never overwrites."""
+    """`DSC_0001.NEF` + `3fa9c2d1` -> `DSC_0001-3fa9c2d1.NEF`: deterministic, never overwrites.
+
+    A name already near the 255-byte limit gives up the end of its stem, so the suffixed name
+    still fits (otherwise the rename fails and the file could never be archived)."""
     stem, dot, ext = name.rpartition(".")
     if not dot or not stem:
-        return f"{name}-{suffix}"
-    return f"{stem}-{suffix}.{ext}"
+        stem, ext = name, ""
+    tail = f"-{suffix}" + (f".{ext}" if ext else "")
+    room = NAME_MAX - len(os.fsencode(tail))
+    raw = os.fsencode(stem)
+    if len(raw) > room:
+        stem = os.fsdecode(_utf8_cut(raw, max(room, 1)))
+    return stem + tail
+
+
+def _utf8_cut(raw: bytes, limit: int) -> bytes:
+    """The first `limit` bytes, less a UTF-8 character the cut would split in two."""
+    cut = raw[:limit]
+    i = len(cut) - 1
+    while i > 0 and len(cut) - i < 4 and 0x80 <= cut[i] < 0xC0:  # continuation bytes
+        i -= 1
+    lead = cut[i] if cut else 0
+    need = 2 if 0xC0 <= lead < 0xE0 else 3 if 0xE0 <= lead < 0xF0 else 4 if lead >= 0xF0 else 1
+    return cut[:i] if len(cut) - i < need else cut

@@ -244,8 +244,8 @@ class _Run:
 
 # Files whose copies are being proven while the next ones are copied. Bounded so that a crash
 # leaves little unrecorded work and memory stays flat.
-VERIFIER_THREADS = 2
-WINDOW_FILES = 8
+VERIFIER_THREADS = 4
+WINDOW_FILES = 32
 WINDOW_BYTES = 512 * 1024 * 1024
 
 

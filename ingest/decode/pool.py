@@ -166,15 +166,19 @@ class DecodePool:
             self._start(*self._backlog.popleft(), isolated=False)
 
     def _start(self, key: Any, req: dict, *, isolated: bool) -> None:
-        if self._executor is None:
-            self._executor = self._ready_executor()
-        try:
-            future = self._executor.submit(run_task, req)
-        except (BrokenProcessPool, RuntimeError):
-            self._kill_executor()
-            self._executor = self._ready_executor()
-            future = self._executor.submit(run_task, req)
-        self._running[future] = (key, req, time.monotonic(), isolated)
+        for attempt in range(2):
+            if self._executor is None:
+                self._executor = self._ready_executor()
+            try:
+                future = self._executor.submit(run_task, req)
+            except Exception as exc:  # noqa: BLE001 - broken or shut down: start afresh once
+                self._kill_executor()
+                if attempt:
+                    self._finished.append((key, _failed(
+                        req, CRASHED, f"decoder crashed (could not start a worker: {exc})", 0.0)))
+                continue
+            self._running[future] = (key, req, time.monotonic(), isolated)
+            return
 
     def _step(self, block: bool) -> None:
         self._pump()
@@ -184,8 +188,8 @@ class DecodePool:
             broken = [f for f in done if _died(f)]
             for future in done:
                 if future not in broken:
-                    key, _req, _t, _iso = self._running.pop(future)
-                    self._finished.append((key, future.result()))
+                    key, req, started, _iso = self._running.pop(future)
+                    self._finished.append((key, _result(future, req, started)))
             if broken:
                 self._on_crash(broken)
             else:
@@ -221,6 +225,15 @@ class DecodePool:
         self._kill_executor()
         # The others did nothing wrong: back to the front of the queue, in order.
         self._backlog.extendleft(reversed(others))
+
+
+def _result(future: Future, req: dict, started: float) -> dict:
+    """The task's result; a result that cannot cross back (unpicklable) is a decoder failure."""
+    exc = future.exception()
+    if exc is None:
+        return future.result()
+    return _failed(req, CRASHED, f"decoder crashed ({type(exc).__name__}: {exc})",
+                   time.monotonic() - started)
 
 
 def _died(future: Future) -> bool:
