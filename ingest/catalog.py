@@ -97,8 +97,9 @@ class Catalog:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
-        self.db.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)",
-                        (str(SCHEMA_VERSION),))
+        with self.db:
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)",
+                            (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self.db.close()

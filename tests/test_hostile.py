@@ -17,7 +17,9 @@ import shutil
 import stat
 import struct
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
+import zlib
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -82,6 +84,27 @@ def jpeg_bomb() -> bytes:
     sof = data.find(b"\xff\xc0")
     struct.pack_into(">HH", data, sof + 5, 65500, 65500)
     return bytes(data)
+
+
+def deflate_bomb(mib: int, width: int) -> bytes:
+    """A valid deflate-compressed 8-bit TIFF of `mib` MiB of zeros, about 1/1000 of that on
+    disk: the decompression bomb proper. Built from one repeated deflate block, so it is fast."""
+    c = zlib.compressobj(9)
+    first = c.compress(bytes(1 << 20)) + c.flush(zlib.Z_FULL_FLUSH)
+    block = c.compress(bytes(1 << 20)) + c.flush(zlib.Z_FULL_FLUSH)
+    n = mib << 20
+    adler = ((n % 65521) << 16) | 1  # adler-32 of n zero bytes
+    strip = first + block * (mib - 1) + b"\x03\x00" + adler.to_bytes(4, "big")
+    height = n // width
+    entries = {256: (4, 1, width), 257: (4, 1, height), 258: (3, 1, 8), 259: (3, 1, 8),
+               262: (3, 1, 1), 277: (3, 1, 1), 278: (4, 1, height), 279: (4, 1, len(strip))}
+    entries[273] = (4, 1, 8 + 2 + 12 * (len(entries) + 1) + 4)
+    out = bytearray(b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(entries)))
+    for tag in sorted(entries):
+        typ, count, value = entries[tag]
+        payload = struct.pack("<HH", value, 0) if typ == 3 else struct.pack("<I", value)
+        out += struct.pack("<HHI", tag, typ, count) + payload
+    return bytes(out + struct.pack("<I", 0)) + strip
 
 
 def write(root: Path, rel: str | bytes, data: bytes) -> None:
@@ -200,7 +223,8 @@ def test_hostile_card_ends_in_records_and_skips(hostile, tmp_path, layout, relia
             continue
         rec = records.get(rel)
         assert rec is not None, (rel, skipped.get(rel))
-        observed[rel] = f"{rec.status}" + (f" ({rec.detail[:90]})" if rec.detail else "")
+        observed[rel] = (f"{rec.status} as {rec.copies[0].path if rec.copies else '-'}"
+                         + (f" ({rec.detail[:90]})" if rec.detail else ""))
         if what == "flagged":
             assert rec.flagged and rec.status is not Status.NEEDS_RECOPY, (rel, rec.detail)
             assert rec.decode and rec.decode["verdict"] not in ("crashed", "timeout"), rec.decode
@@ -318,3 +342,50 @@ def test_names_differing_in_case_on_a_case_insensitive_destination(tmp_path, rel
         assert result.exit_code == 0 and len({p.lower() for p in paths}) == 2
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+# --- decompression bombs, one decode each in a process of its own -----------------------------
+
+_MEASURE = """
+import json, resource, sys
+# A safety net for this machine only: far above what a bounded decode needs.
+resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+from ingest.decode.task import run_task
+req = json.loads(sys.argv[1])
+result = run_task(req)
+print(json.dumps({k: result["decode"][k] for k in ("verdict", "error")}))
+"""
+BOMBS = {
+    "BOMB.DNG": ("raw", lambda: tiff_bomb(100000, 100000, dng=True), {"damaged"}),
+    "BOMB.TIF": ("tiff", lambda: tiff_bomb(100000, 100000, dng=False), {"damaged"}),
+    "DEFLATE.TIF": ("tiff", lambda: deflate_bomb(2400, 49152), {"unsupported"}),
+    "BOMB.JPG": ("jpeg", jpeg_bomb, {"damaged"}),
+}
+RSS_LIMIT_MB = 1024
+
+
+@pytest.mark.parametrize("name", sorted(BOMBS))
+def test_decode_bomb_ends_with_a_status_in_bounded_memory(tmp_path, name, reliability):
+    kind, make, verdicts = BOMBS[name]
+    path = tmp_path / name
+    path.write_bytes(make())
+    req = {"path": str(path), "kind": kind, "card_path": str(path), "capture_time": None,
+           "preview": {"out": [str(tmp_path / (name + ".preview.jpg"))], "size": 2048,
+                       "quality": 85}}
+    with open(tmp_path / "out.json", "w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", _MEASURE, json.dumps(req)], stdout=out,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # rusage of this one decode
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    peak_mb = usage.ru_maxrss / 1024
+    result = json.loads((tmp_path / "out.json").read_text() or "{}")
+    reliability.row(
+        area="decode bomb", fault=f"{name}: header claims far more pixels than the file holds",
+        setup=f"{path.stat().st_size:,}-byte {kind} file; run_task with a 2048 px preview, in a "
+              "process of its own",
+        expected=f"verdict {' or '.join(sorted(verdicts))}, peak memory < {RSS_LIMIT_MB} MB",
+        observed=f"exit {proc.returncode}, verdict {result.get('verdict')}, peak "
+                 f"{peak_mb:.0f} MB: {(result.get('error') or '')[:140]}", lost=0)
+    assert proc.returncode == 0
+    assert result["verdict"] in verdicts, result
+    assert peak_mb < RSS_LIMIT_MB

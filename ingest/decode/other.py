@@ -14,10 +14,13 @@ import numpy as np
 import pillow_heif
 import tifffile
 
-from ingest.decode import check, outcome
+from ingest.decode import DAMAGED, UNSUPPORTED, check, outcome
 from ingest.decode.raw import read_tiff, sniff_container
 
 _TIFF_ORIENTATION = 274
+# The most one decode check may allocate for a TIFF's pixels; LibRaw's own default limit for
+# RAWs is the same 2 GiB.
+MAX_DECODED_BYTES = 2 * 2**30
 
 
 def heif_decoder_name() -> str:
@@ -66,6 +69,12 @@ def verify_tiff(data: bytes) -> ImageDecode:
                             "; ".join(problems[:3]) or "all image data lies inside the file"))
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            too_big = _oversized(tif.pages)
+            if too_big:
+                checks.append(check("size", False, too_big))
+                broken = any(not c["ok"] for c in checks[:-1])
+                return ImageDecode(outcome(name, checks,
+                                           verdict=DAMAGED if broken else UNSUPPORTED))
             first = None
             for page in tif.pages:
                 decoded = page.asarray()  # decodes every strip/tile of every page
@@ -85,6 +94,22 @@ def verify_tiff(data: bytes) -> ImageDecode:
     checks.append(check("decode", True,
                         f"{len(tif.pages)} page(s), first {pixels.shape[1]}x{pixels.shape[0]}"))
     return ImageDecode(outcome(name, checks), pixels, orientation, icc)
+
+
+def _oversized(pages) -> str | None:
+    """Why the file is not decoded, when a page claims more pixels than a check may hold.
+
+    A header can claim any size: 2 MB of deflate data can claim 10 GB of pixels, and the
+    decode would allocate and fill all of it in the worker. Pages are sized from their headers
+    before anything is decoded."""
+    for index, page in enumerate(pages):
+        claimed = int(getattr(page, "nbytes", 0) or 0)
+        if claimed > MAX_DECODED_BYTES:
+            shape = "x".join(str(n) for n in getattr(page, "shape", ()))
+            return (f"page {index} claims {shape} pixels ({claimed / 2**30:.1f} GiB decoded), "
+                    f"more than the {MAX_DECODED_BYTES / 2**30:g} GiB a decode check may use: "
+                    "not decoded")
+    return None
 
 
 def _as_hwc(a: np.ndarray, page) -> np.ndarray:
