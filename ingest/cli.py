@@ -13,7 +13,8 @@ EXIT_OK, EXIT_FLAGGED, EXIT_USAGE = 0, 1, 2
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    # soft_wrap: paths and the "Next:" command must stay whole lines to copy and paste.
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _fail(message: str) -> None:

@@ -273,6 +273,10 @@ def _existing(d: Destination, digest: str) -> Placed | None:
     return None
 
 
+def _archived(d: Destination, rel: str) -> bool:
+    return rel in d.pending_by_path or d.catalog.by_path(rel) is not None
+
+
 def _hint_existing(src: SourceFile, dests: list[Destination]) -> dict[str, Row]:
     """Destinations whose catalog already holds this card file (same card path, size and
     mtime, proven good, still on disk): they get no write, only a hash comparison."""
@@ -345,7 +349,9 @@ def _open_target(d: Destination, rel: str) -> _Target:
         abs_folder = os.path.join(d.root, folder) if folder else d.root
         if abs_folder not in d.cleaned:
             fsio.makedirs_synced(d.root, folder)
-            fsio.remove_stale_partials(abs_folder, keep=lambda n: d.token in n)
+            # A card may hold a file named like a partial; once archived, its row protects it.
+            fsio.remove_stale_partials(abs_folder, keep=lambda n: d.token in n or _archived(
+                d, f"{folder}/{n}" if folder else n))
             d.cleaned.add(abs_folder)
         # Unique per attempt: two card files bound for one name (a collision) may be in
         # flight at once, and a retry must not meet its own earlier partial.

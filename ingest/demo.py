@@ -40,4 +40,10 @@ def run_demo(directory: str, *, jobs: int, console) -> int:
     console.print(f"Catalogs:     {dests[0] / '.ingest' / 'catalog.sqlite'} (one per destination)")
     console.print(f"Try it again: ingest offload {os.path.relpath(card)} "
                   f"{' '.join(os.path.relpath(d) for d in dests)}")
-    return result.exit_code
+    flagged = sorted(r.path for r in result.records if r.flagged)
+    if flagged == sorted(manifest.damaged):
+        console.print("The demo worked: the damaged file was caught and every other file is "
+                      "safe in two places.")
+        return 0
+    console.print(f"Unexpected: flagged {flagged}, planted {manifest.damaged}")
+    return result.exit_code or 1

@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from ingest.fsio import PARTIAL_SUFFIX
 from ingest.metadata import CaptureInfo
 
 DEFAULT_LAYOUT = "{year}/{year}-{month}-{day}/{filename}"
@@ -60,7 +61,15 @@ class Layout:
         parts = [p for p in path.split("/") if p not in ("", ".")]
         # A hostile card name must not climb out of the destination.
         parts = ["_" if p == ".." else p for p in parts]
+        if parts and _looks_partial(parts[-1]):
+            # A later run would delete it as a stale partial of its own: give it a name no
+            # partial has.
+            parts[-1] += "_"
         return "/".join(parts) or name
+
+
+def _looks_partial(name: str) -> bool:
+    return name.startswith(".") and name.endswith(PARTIAL_SUFFIX)
 
 
 def _safe(text: str) -> str:

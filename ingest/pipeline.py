@@ -166,6 +166,11 @@ class _Run:
         if rec.copies and src.kind in IMAGE_KINDS and self.cfg.decode and \
                 rec.status is not Status.DUPLICATE:
             self._submit(rec, src)
+        elif rec.status is Status.DUPLICATE and src.kind in IMAGE_KINDS:
+            rel = rec.copies[0].path + ".jpg"  # the preview an earlier run made, if any
+            if os.path.isfile(os.path.join(rec.copies[0].destination, STATE_DIR, PREVIEW_DIR,
+                                           rel)):
+                rec.preview = rel
         elif src.kind not in IMAGE_KINDS and rec.xxh3_128:
             rec.decode = {"decoder": None, "ok": None, "error": None, "checks": [],
                           "seconds": 0.0, "verdict": "not_decoded",
@@ -203,7 +208,10 @@ class _Run:
             return nullcontext()
         from ingest.decode.pool import DecodePool
 
-        self.pool = DecodePool(self.cfg.jobs, timeout=self.cfg.decode_timeout)
+        # Only `jobs` decodes run at once (memory stays bounded in the workers); the waiting
+        # requests are a few paths each, so copying never waits for decoding.
+        self.pool = DecodePool(self.cfg.jobs, timeout=self.cfg.decode_timeout,
+                               max_in_flight=1_000_000)
         return self.pool
 
     def _submit(self, rec: FileRecord, src: SourceFile) -> None:

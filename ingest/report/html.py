@@ -345,14 +345,23 @@ def _problem(record: dict, named: bool) -> str:
     if not reason and decode.get("error"):
         reason = str(decode["error"])
     prefix = f"<b>{_text(_basename(record))}:</b> " if named else ""
-    out = [f'<div class="problem"><p class="reason">{prefix}{_text(reason or STATUS_LABELS.get(status, status), keep_newlines=True)}</p>',
-           f'<p class="advice"><b>What to do:</b> {_text(ADVICE.get(status, "Check this file by hand."))}</p>']
+    advice = ADVICE.get(status, "Check this file by hand.")
+    out = [f'<div class="problem"><p class="reason">{prefix}{_text(reason or STATUS_LABELS.get(status, status), keep_newlines=True)}</p>']
+    if advice.split(":")[0] not in reason:  # the detail may already say what to do
+        out.append(f'<p class="advice"><b>What to do:</b> {_text(advice)}</p>')
     copies = [c for c in record.get("copies") or [] if isinstance(c, dict)]
+    # A copy of a file damaged on the card is faithful, yet holds the same damage: not "good".
+    faithful = status in ("damaged_on_card", "damaged", "unverified")
     if copies:
         out.append('<ul class="copies plain">')
         for copy in copies:
             good = copy.get("verified")
-            mark = '<span class="badge ok">✓ Good copy</span>' if good else '<span class="badge bad">! Bad copy</span>'
+            if good and faithful:
+                mark = '<span class="badge neutral">= Same bytes as the card</span>'
+            elif good:
+                mark = '<span class="badge ok">✓ Good copy</span>'
+            else:
+                mark = '<span class="badge bad">! Bad copy</span>'
             where = f'{copy.get("destination") or ""}/{copy.get("path") or ""}'
             out.append(f'<li>{mark} <span class="path">{_text(where)}</span></li>')
         out.append("</ul>")
