@@ -1,0 +1,74 @@
+"""Offload with the decode check and previews, end to end, on the sample card and real files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from PIL import Image
+
+from conftest import samples_dir
+from ingest import api
+from ingest.model import Status
+
+
+def comparable(result) -> list[tuple]:
+    return [(r.path, str(r.status), r.xxh3_128, [c.path for c in r.copies],
+             (r.decode or {}).get("verdict"), r.preview) for r in result.records]
+
+
+def test_sequential_and_parallel_runs_give_equal_reports(card, manifest, tmp_path):
+    runs = []
+    for jobs in (1, 2):
+        dests = [tmp_path / f"j{jobs}-A", tmp_path / f"j{jobs}-B"]
+        for d in dests:
+            d.mkdir()
+        runs.append(api.offload(str(card), [str(d) for d in dests], jobs=jobs))
+    one, two = (comparable(r) for r in runs)
+    assert [row[:3] for row in one] == [row[:3] for row in two]
+    assert [row[3:] for row in one] == [row[3:] for row in two]
+    damaged = [r for r in runs[1].records if r.status is Status.DAMAGED_ON_CARD]
+    assert [r.path for r in damaged] == manifest.damaged
+    assert "Re-copying won't help" in damaged[0].detail
+    assert damaged[0].decode["card"]["verdict"] == "damaged"  # the card original was decoded too
+
+
+def test_previews_and_reports_land_in_every_destination(card, dests, manifest):
+    result = api.offload(str(card), [str(d) for d in dests], jobs=2)
+    images = [r for r in result.records if r.kind in ("raw", "jpeg")]
+    assert images and all(r.preview for r in images if r.status is not Status.DUPLICATE)
+    for d in dests:
+        for r in images:
+            preview = d / ".ingest" / "previews" / r.preview
+            with Image.open(preview) as im:
+                assert max(im.size) <= 2048 and im.format == "JPEG"
+        html = list((d / ".ingest" / "reports").glob("offload-*.html"))
+        js = list((d / ".ingest" / "reports").glob("offload-*.json"))
+        assert len(html) == 1 and len(js) == 1
+        page = html[0].read_text()
+        flagged_at = page.index(manifest.damaged[0].rsplit("/", 1)[1])
+        assert flagged_at < page.index("DSC_0001.JPG")  # the damaged file comes first
+        assert json.loads(js[0].read_text())["summary"]["flagged"] == 1
+    videos = [r for r in result.records if r.kind == "video"]
+    assert videos and all(r.decode["verdict"] == "not_decoded" for r in videos)
+    assert all("hash only" in r.decode["note"] for r in videos)
+
+
+def test_real_samples_get_their_true_verdicts(tmp_path):
+    card = tmp_path / "card"
+    for sub in ("raw", "jpeg", "stubs", "unsupported"):
+        shutil.copytree(samples_dir(sub), card / sub)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    result = api.offload(str(card), [str(dest)], jobs=2, previews=False)
+    by_folder: dict[str, set[str]] = {}
+    for r in result.records:
+        by_folder.setdefault(r.path.split("/")[0], set()).add(str(r.status))
+    assert by_folder["raw"] == {"verified"}
+    assert by_folder["jpeg"] == {"verified"}
+    assert by_folder["unsupported"] == {"unverified"}
+    assert by_folder["stubs"] <= {"damaged_on_card"}
+    unsupported = [r for r in result.records if r.path.startswith("unsupported/")]
+    assert all("0.22" in r.detail or "LibRaw" in r.detail for r in unsupported)
+    assert result.exit_code == 1
+    assert result.report["versions"]["libraw"]
