@@ -59,7 +59,7 @@ def _metadata(data: bytes) -> tuple[int, bytes | None]:
         return 1, None
 
 
-def _scale_args(width: int, height: int, long_edge: int | None) -> dict:
+def scale_args(width: int, height: int, long_edge: int | None) -> dict:
     """Smallest DCT scale whose long edge still reaches `long_edge` (1/8 when no preview)."""
     if not long_edge:
         return {"min_width": 1, "min_height": 1}
@@ -83,7 +83,7 @@ def verify_jpeg(data: bytes, preview_long_edge: int | None = None) -> JpegDecode
         checks = [check("header", False, f"no readable JPEG header: {exc}")]
         return JpegDecode(outcome(name, checks, verdict=DAMAGED))
     cs = "CMYK" if colorspace.upper() in ("CMYK", "YCCK") else "RGB"
-    scale = _scale_args(width, height, preview_long_edge)
+    scale = scale_args(width, height, preview_long_edge)
     orientation, icc = _metadata(data)
     try:
         pixels = _decode(data, cs, True, scale)

@@ -21,6 +21,7 @@ import rawpy
 import simplejpeg
 
 from ingest.decode import DAMAGED, UNSUPPORTED, check, outcome
+from ingest.decode.jpeg import scale_args
 
 LIBRAW_VERSION = ".".join(str(n) for n in rawpy.libraw_version)
 
@@ -554,7 +555,8 @@ class RawDecode:
     data: bytes = b""                     # the file, for an embedded preview after a failure
 
 
-def _thumb_check(raw: rawpy.RawPy) -> tuple[dict, np.ndarray | None]:
+def _thumb_check(raw: rawpy.RawPy, long_edge: int | None = None
+                 ) -> tuple[dict, np.ndarray | None]:
     try:
         thumb = raw.extract_thumb()
     except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
@@ -563,7 +565,11 @@ def _thumb_check(raw: rawpy.RawPy) -> tuple[dict, np.ndarray | None]:
         return check("embedded_preview", False, f"{type(exc).__name__}: {exc}"), None
     if thumb.format == rawpy.ThumbFormat.JPEG:
         try:
-            pixels = simplejpeg.decode_jpeg(thumb.data, strict=True)
+            # Entropy decoding (where corruption shows) runs in full at any DCT scale, so one
+            # strict decode at the preview's size is both the proof and the preview pixels.
+            h, w = simplejpeg.decode_jpeg_header(thumb.data)[:2]
+            pixels = simplejpeg.decode_jpeg(thumb.data, strict=True,
+                                            **scale_args(w, h, long_edge))
         except ValueError as exc:
             return check("embedded_preview", False, f"embedded JPEG does not decode: {exc}"), None
         h, w = pixels.shape[:2]
@@ -575,7 +581,7 @@ def _thumb_check(raw: rawpy.RawPy) -> tuple[dict, np.ndarray | None]:
                  f"bitmap {pixels.shape[1]}x{pixels.shape[0]}"), pixels
 
 
-def verify_raw(path: str, data: bytes) -> RawDecode:
+def verify_raw(path: str, data: bytes, preview_long_edge: int | None = None) -> RawDecode:
     """Open from memory (the bytes are read once by the caller), unpack, check."""
     name = decoder_name()
     st = read_structure(data, path)
@@ -605,7 +611,7 @@ def verify_raw(path: str, data: bytes) -> RawDecode:
                                       black=min(raw.black_level_per_channel), white=white,
                                       colors=raw.num_colors, tile_width=tile_width))
     checks.append(nonzero_check(visible, raw.num_colors))
-    thumb_check, thumb = _thumb_check(raw)
+    thumb_check, thumb = _thumb_check(raw, preview_long_edge)
     checks.append(thumb_check)
     return RawDecode(outcome(name, checks), raw=raw, thumb=thumb, camera=camera)
 

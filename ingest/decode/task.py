@@ -122,13 +122,13 @@ def _decode_file(path: str, kind: str, req: dict | None):
 
 
 def _decode_bytes(path: str, kind: str, data: bytes, req: dict | None):
+    size = int(req["preview"].get("size", 2048)) if req and req.get("preview") else None
     if kind == "raw":
         from ingest.decode.raw import verify_raw
-        dec = verify_raw(path, data)
+        dec = verify_raw(path, data, size)
         return dec.result, dec
     if kind == "jpeg":
         from ingest.decode.jpeg import verify_jpeg
-        size = int(req["preview"].get("size", 2048)) if req and req.get("preview") else None
         dec = verify_jpeg(data, size)
         return dec.result, dec
     if kind == "heif":
