@@ -3,9 +3,11 @@
 The quick, deterministic fuzzing lives in tests/test_fuzz.py; this is the long run:
 
     .venv/bin/pip install atheris
-    .venv/bin/python fuzz/atheris_verifier.py --seeds fuzz/corpus            # once: seed inputs
-    .venv/bin/python fuzz/atheris_verifier.py fuzz/corpus -max_total_time=3600 -timeout=60 \\
-        -rss_limit_mb=4096 -artifact_prefix=fuzz/findings/
+    .venv/bin/python fuzz/atheris_verifier.py --seeds /tmp/ingest-fuzz/corpus   # once: seeds
+    .venv/bin/python fuzz/atheris_verifier.py /tmp/ingest-fuzz/corpus -max_total_time=3600 \\
+        -timeout=60 -rss_limit_mb=4096 -artifact_prefix=/tmp/ingest-fuzz/findings/
+
+Keep the corpus and findings outside the repository: they grow from ../shared/samples files.
 
 Every other argument goes to libFuzzer (`-help=1` lists them). An input is one byte choosing the
 file's extension (so its decoder), then the file's bytes. The harness checks the contract the
@@ -23,7 +25,8 @@ they are written to the corpus folder, outside the repository. To keep a finding
 regression test, turn it into a recipe against its seed (never copy the bytes of a
 ../shared/samples file into the repository):
 
-    .venv/bin/python fuzz/atheris_verifier.py --recipe fuzz/findings/crash-... jpeg/nikon-e950.jpg
+    .venv/bin/python fuzz/atheris_verifier.py --recipe /tmp/ingest-fuzz/findings/crash-... \\
+        jpeg/nikon-e950.jpg
     # prints {"sample": ..., "ops": [...]}: add "why" and "expect", save in tests/fuzz_corpus/
 
 `--replay FILE ...` runs saved inputs once each and prints their verdicts.

@@ -73,8 +73,11 @@ def _jobs(value: int | None) -> int:
 @click.option("--no-previews", is_flag=True, help="Do not write JPEG previews.")
 @click.option("--preview-size", default=2048, show_default=True, type=click.IntRange(64, 16384),
               help="Long edge of previews in pixels.")
+@click.option("--s3-endpoint", metavar="URL", default=None,
+              help="S3-compatible endpoint for s3:// destinations (default: AWS_ENDPOINT_URL_S3, "
+                   "AWS_ENDPOINT_URL, ~/.aws/config, else AWS).")
 def offload(source, destinations, json_path, junit_path, html_path, layout, retries, jobs,
-            no_decode, no_previews, preview_size):
+            no_decode, no_previews, preview_size, s3_endpoint):
     """Copy SOURCE (a card or folder) to every DESTINATION, verify, and report."""
     from ingest import api
 
@@ -91,7 +94,7 @@ def offload(source, destinations, json_path, junit_path, html_path, layout, retr
                 source, list(destinations), layout=layout, retries=retries, jobs=_jobs(jobs),
                 decode=not no_decode, previews=not no_previews and not no_decode,
                 preview_size=preview_size, json_path=json_path, junit_path=junit_path,
-                html_path=html_path, progress=progress)
+                html_path=html_path, progress=progress, s3_endpoint=s3_endpoint)
         if json_path != "-":
             _summary(result.report, ["ingest", "offload", *sys.argv[2:]], source, destinations,
                      console if show else _console())

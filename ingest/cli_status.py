@@ -17,7 +17,9 @@ import click
 @click.option("--min-copies", default=2, show_default=True, type=click.IntRange(1, 64),
               help="Copies on separate devices each file needs before the card may be formatted.")
 @click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here (- for stdout).")
-def status(source, destinations, min_copies, json_path):
+@click.option("--s3-endpoint", metavar="URL", default=None,
+              help="S3-compatible endpoint for s3:// destinations.")
+def status(source, destinations, min_copies, json_path, s3_endpoint):
     """Say whether SOURCE (a card) is safe to format: every file verified on enough devices.
 
     \b
@@ -37,9 +39,10 @@ def status(source, destinations, min_copies, json_path):
         if progress:
             with progress:
                 result = card_status(source, list(destinations), min_copies=min_copies,
-                                     progress=progress)
+                                     progress=progress, s3_endpoint=s3_endpoint)
         else:
-            result = card_status(source, list(destinations), min_copies=min_copies)
+            result = card_status(source, list(destinations), min_copies=min_copies,
+                                 s3_endpoint=s3_endpoint)
         if json_path:
             from ingest.report.json_report import write_json
 

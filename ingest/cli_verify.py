@@ -95,11 +95,20 @@ def _subsets(text: str) -> tuple[int, int]:
 @click.option("--low-priority", is_flag=True, help="Run at idle CPU and disk priority.")
 @click.option("--stop-on-battery", type=click.IntRange(1, 100), metavar="PCT", default=None,
               help="Stop cleanly when on battery below PCT percent.")
+@click.option("--backend", type=click.Choice(["local", "dask"]), default="local",
+              show_default=True,
+              help="dask: hash and decode on a Dask cluster (a local one unless --scheduler).")
+@click.option("--scheduler", metavar="tcp://HOST:PORT", default=None,
+              help="Run the checks on this Dask scheduler's workers; each must see ARCHIVE "
+                   "at the same path. Implies --backend dask.")
+@click.option("--s3-endpoint", metavar="URL", default=None,
+              help="S3-compatible endpoint for s3:// archives (default: AWS_ENDPOINT_URL_S3, "
+                   "AWS_ENDPOINT_URL, ~/.aws/config, else AWS).")
 @click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here (- for stdout).")
 @click.option("--junit", "junit_path", metavar="PATH", help="Write a JUnit XML report here.")
 @click.option("--html", "html_path", metavar="PATH", help="Write the HTML report here too.")
 def verify(archives, jobs, no_decode, max_duration, max_bytes, subset, repair, low_priority,
-           stop_on_battery, json_path, junit_path, html_path):
+           stop_on_battery, backend, scheduler, s3_endpoint, json_path, junit_path, html_path):
     """Re-read every file in each ARCHIVE and prove it unchanged since ingest.
 
     \b
@@ -115,7 +124,9 @@ def verify(archives, jobs, no_decode, max_duration, max_bytes, subset, repair, l
                            max_seconds=max_duration, max_bytes=max_bytes, subset=subset,
                            repair=repair, low_priority=low_priority,
                            stop_on_battery=stop_on_battery, json_path=json_path,
-                           junit_path=junit_path, html_path=html_path)
+                           junit_path=junit_path, html_path=html_path,
+                           backend="dask" if scheduler else backend, scheduler=scheduler,
+                           s3_endpoint=s3_endpoint)
         if jobs:
             cfg.jobs = jobs
         show = sys.stdout.isatty() and json_path != "-"

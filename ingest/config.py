@@ -29,6 +29,7 @@ class OffloadConfig:
     chunk_size: int = CHUNK
     clock: Callable[[], datetime] = utc_now
     io: FileIO = field(default_factory=FileIO)
+    s3_endpoint: str | None = None  # for s3:// destinations; else the AWS environment
     json_path: str | None = None  # "-" for stdout
     html_path: str | None = None
     junit_path: str | None = None

@@ -23,6 +23,7 @@ from ingest.kinds import IMAGE_KINDS
 from ingest.lock import DestinationLock
 from ingest.model import Copy, FileRecord, Kind, SourceFile, Status
 from ingest.preflight import check_destinations, check_source
+from ingest.remote.stage import split_destinations
 from ingest.summary import summarize
 from ingest.volume import volume_identity
 
@@ -43,7 +44,8 @@ class RunResult:
 
 def offload(cfg: OffloadConfig) -> RunResult:
     source = check_source(cfg.source)
-    roots = check_destinations(source, cfg.destinations)
+    local, remote_urls = split_destinations(cfg.destinations)
+    roots = check_destinations(source, local)
     started = cfg.clock()
     session = started.strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
     volume = volume_identity(source)
@@ -61,11 +63,13 @@ def offload(cfg: OffloadConfig) -> RunResult:
 
         for d in dests:  # so a later `ingest verify --repair` knows where the siblings are
             record_peers(d.catalog, roots, session, started.isoformat())
+        remotes = [_open_remote(url, cfg, session, source, volume, stack)
+                   for url in remote_urls]
 
         found = discover(source)
         emit("discovered", files=len(found.files), bytes=sum(f.size for f in found.files))
         records: list[FileRecord] = []
-        run = _Run(cfg, dests, session, volume, emit)
+        run = _Run(cfg, dests, session, volume, emit, remotes)
         if found.histories:
             from pathlib import Path
 
@@ -85,16 +89,33 @@ def offload(cfg: OffloadConfig) -> RunResult:
             for d in dests:
                 d.flush()
             run.collect(block=True)
+        for rec, remote, upload in run.uploads:
+            remote.record(rec, upload.result() if upload else None)
         run.finish(records)
+        for remote in remotes:
+            remote.finish(records)
 
         finished = cfg.clock()
         for d in dests:
             d.catalog.finish_session(session, finished.isoformat())
         if cfg.destination_reports:
             _add_mhl_generations(dests, records, finished)
-    report = build_report("offload", source, dests, records, found, started, finished, cfg)
+    report = build_report("offload", source, dests + remotes, records, found, started,
+                          finished, cfg)
     write_reports(report, [d.root for d in dests if not d.dead], cfg)
+    for remote in remotes:
+        remote.write_report(report)
     return RunResult(report, records, found, dests)
+
+
+def _open_remote(url: str, cfg: OffloadConfig, session: str, source: str, volume, stack):
+    """An s3:// destination, filled from each file's verified local copy (ingest.remote)."""
+    from ingest.remote.stage import RemoteDestination
+
+    remote = RemoteDestination(url, endpoint=cfg.s3_endpoint, clock=cfg.clock)
+    remote.open(session, source=source, volume=volume)
+    stack.callback(remote.close)
+    return remote
 
 
 def write_reports(report: dict, roots: list[str], cfg) -> None:
@@ -128,7 +149,7 @@ class _Run:
     """Per-run state the stages share: destinations, sidecar placement, in-flight decodes."""
 
     def __init__(self, cfg: OffloadConfig, dests: list[Destination], session: str,
-                 volume: str | None, emit):
+                 volume: str | None, emit, remotes: list | None = None):
         self.cfg = cfg
         self.dests = dests
         self.session = session
@@ -139,6 +160,8 @@ class _Run:
         self.pending: dict[int, tuple[FileRecord, SourceFile]] = {}
         self.previews: dict[int, str] = {}
         self.history: dict[str, list[tuple[str, str]]] = {}  # the card's ASC MHL hashes
+        self.remotes = remotes or []
+        self.uploads: list[tuple] = []  # (record, remote destination, upload future)
 
     # copy ---------------------------------------------------------------------------------
     def _history_format(self, src: SourceFile) -> str | None:
@@ -162,6 +185,8 @@ class _Run:
         if fmt and out.digest:
             _check_history(rec, fmt, dict(self.history[src.rel])[fmt], out)
         self._follow_final_name(src, rec)
+        for remote in self.remotes:  # off-site copies upload while later files are copied
+            self.uploads.append((rec, remote, remote.start_record(rec)))
         self.emit("file_copied", path=src.rel, size=src.size, status=str(rec.status))
         if rec.copies and src.kind in IMAGE_KINDS and self.cfg.decode and \
                 rec.status is not Status.DUPLICATE:

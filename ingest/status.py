@@ -47,7 +47,8 @@ def st_dev(path: str) -> int:
 def card_status(source: str, destinations: list[str], *, min_copies: int = 2,
                 io: fsio.FileIO | None = None, clock: Callable[[], datetime] = utc_now,
                 device_of: Callable[[str], int] = st_dev,
-                progress: Callable[..., None] | None = None) -> StatusResult:
+                progress: Callable[..., None] | None = None,
+                s3_endpoint: str | None = None) -> StatusResult:
     """Say whether `source` may be formatted. Reads the card and the catalogs, writes nothing.
 
     Raises `UsageError` for a missing source or destination, or a destination without a
@@ -57,13 +58,18 @@ def card_status(source: str, destinations: list[str], *, min_copies: int = 2,
     if min_copies < 1:
         raise UsageError("--min-copies must be at least 1")
     real_source = check_source(source)
-    roots = _check_destinations(destinations)
+    local = [d for d in destinations if "://" not in d]
+    urls = [d for d in destinations if "://" in d]
+    roots = _check_destinations(local) if local or not urls else []
     io = io or fsio.FileIO()
     emit = progress or (lambda *a, **k: None)
     started = clock()
     names = _DeviceNames()
     card_device = device_of(real_source)
-    catalogs = [_open_catalog(dest, root) for dest, root in zip(destinations, roots, strict=True)]
+    catalogs = [_open_catalog(dest, root) for dest, root in zip(local, roots, strict=True)]
+    remotes = _open_remotes(urls, s3_endpoint)
+    for ra in remotes:
+        names.extra[ra.device_id] = ra.device_label
     try:
         found = discover(real_source)
         emit("discovered", files=len(found.files), bytes=sum(f.size for f in found.files))
@@ -78,11 +84,15 @@ def card_status(source: str, destinations: list[str], *, min_copies: int = 2,
                 for root, cat in zip(roots, catalogs, strict=True):
                     check.add_rows(root, cat.by_hash(check.digest), device_of, names,
                                    card_device)
+                for ra in remotes:
+                    check.add_remote_rows(ra, ra.by_hash(check.digest))
             files.append(check.to_json(min_copies, names))
             emit("file_hashed", path=src.rel, size=src.size)
     finally:
         for cat in catalogs:
             cat.close()
+        for ra in remotes:
+            ra.close()
     skipped = [{"path": s.rel, "reason": s.reason,
                 "holds_back": not s.reason.startswith(_HARMLESS_SKIP_PREFIX)}
                for s in found.skipped]
@@ -99,7 +109,9 @@ def card_status(source: str, destinations: list[str], *, min_copies: int = 2,
         "source_device": names.label(card_device),
         "destinations": [{"root": r, "device": names.label(d) if d is not None else None,
                           "device_id": d, "on_card_device": d == card_device}
-                         for r, d in zip(roots, dest_devices, strict=True)],
+                         for r, d in zip(roots, dest_devices, strict=True)]
+        + [{"root": ra.root, "device": ra.device_label, "device_id": ra.device_id,
+            "on_card_device": False} for ra in remotes],
         "min_copies": min_copies,
         "archive_check": ARCHIVE_NOTE,
         "skipped_system_files": len(found.system_files),
@@ -165,12 +177,22 @@ def _open_catalog(dest: str, root: str) -> _ReadOnlyCatalog:
     raise UsageError(f"destination {dest}: its catalog cannot be read ({last})")
 
 
+def _open_remotes(urls: list[str], endpoint: str | None) -> list:
+    """s3:// archives: their catalogs live in the bucket (ingest.remote); read-only here."""
+    if not urls:
+        return []
+    from ingest.remote.stage import RemoteArchive
+
+    return [RemoteArchive(url, endpoint=endpoint) for url in urls]
+
+
 # devices ----------------------------------------------------------------------------------
 class _DeviceNames:
     """Names a device id the way the user knows it (`/dev/sdb1`), from the mount table."""
 
     def __init__(self, mountinfo: str = "/proc/self/mountinfo"):
         self.names: dict[tuple[int, int], str] = {}
+        self.extra: dict[int, str] = {}  # object stores: negative ids, never a disk's
         try:
             with open(mountinfo, encoding="utf-8", errors="replace") as f:
                 lines = f.read().splitlines()
@@ -190,6 +212,8 @@ class _DeviceNames:
             self.names.setdefault((major, minor), name)
 
     def label(self, dev: int) -> str:
+        if dev in self.extra:
+            return self.extra[dev]
         key = (os.major(dev), os.minor(dev)) if dev >= 0 else (-1, -1)
         return self.names.get(key) or f"device {key[0]}:{key[1]}"
 
@@ -255,6 +279,17 @@ class _FileCheck:
             else:
                 self._check_present(c, os.path.join(root, row.path), row.size, device_of,
                                     names, card_device)
+
+    def add_remote_rows(self, ra, rows: list[Row]) -> None:
+        for row in rows:
+            c = _Copy(ra.root, row.path, row.status, device=ra.device_id)
+            self.copies.append(c)
+            if row.status in FLAGGED:
+                self._flag(row, ra.root)
+                c.problem = f"catalog status {row.status}"
+                continue
+            c.problem = ra.problem(row)
+            c.verified = c.counts = c.problem is None
 
     def _flag(self, row: Row, root: str) -> None:
         detail = row.detail or ADVICE.get(row.status, "")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import tempfile
 from collections import Counter
 from datetime import UTC, datetime
@@ -60,10 +61,18 @@ class Recorder:
         if area not in AREAS:
             raise ValueError(f"unknown area {area!r}; add it to AREAS")
         line = {"area": area, "fault": fault, "setup": setup, "expected": expected,
-                "observed": observed, "lost": int(lost), "injected": int(injected),
+                "observed": _untemp(observed), "lost": int(lost), "injected": int(injected),
                 "fuzzed": int(fuzzed), "test": self.nodeid}
         with open(self.path, "a", encoding="utf-8") as out:
             out.write(json.dumps(line, ensure_ascii=True) + "\n")
+
+
+# pytest's per-test folders: the table names what is inside them, not where they were.
+_TMP = re.compile(re.escape(tempfile.gettempdir()) + r"/pytest-of-[^/]+/pytest-\d+/[^/\s\"']+/?")
+
+
+def _untemp(text: str) -> str:
+    return _TMP.sub("", text)
 
 
 @pytest.fixture(name="reliability")

@@ -12,7 +12,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -484,11 +483,63 @@ def test_lock_text_of_a_dead_process_does_not_block(card, dests, reliability):
     lock = dests[0] / ".ingest" / "lock"
     lock.parent.mkdir()
     lock.write_text("pid 999999 on some-host: ingest offload /media/OLD\n")
-    t0 = time.monotonic()
     result = run(card, dests[:1])
-    del t0
     assert result.exit_code == 0
     reliability.row(area="lock", fault="lock file left with a dead pid's text, no flock held",
                     setup="write `pid 999999 ...` into DEST/.ingest/lock before the offload",
                     expected="taken over silently; the run completes",
                     observed=f"exit {result.exit_code}: {statuses(result)}", lost=0)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "needs fix in pipeline._Run.copy_one/_submit: a file with no verified copy is still sent "
+    "to the decoder, with path '' (the destination folder), and the decode's verdict replaces "
+    "the copy failure in the record's detail"))
+def test_failed_copy_keeps_its_reason_when_decode_is_on(card, dests, reliability):
+    name = "DSC_0007.JPG"
+    result = run(card, dests, io=CorruptingWriter(name), decode=True, jobs=1)
+    rec = next(r for r in result.records if r.path.endswith("100NIKON/" + name))
+    reliability.row(
+        area="re-copy", fault="every copy of an image fails read-back, decode on",
+        setup="a writer corrupting DSC_0007.JPG in both destinations; --retries 2; decode on",
+        expected="needs_recopy, the detail names the read-back mismatch; no decode of a copy "
+                 "that does not exist",
+        observed=f"{rec.status}: \"{rec.detail[:160]}\"", lost=count_lost(card, result.report))
+    assert rec.status is Status.NEEDS_RECOPY
+    assert "did not match the card" in rec.detail, rec.detail
+    assert rec.decode is None or rec.decode.get("verdict") == "not_decoded", rec.decode
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "needs fix in copier.Destination.flush and pipeline (_Run.finish, finish_session): a "
+    "catalog write that fails on a destination that turned read-only raises "
+    "sqlite3.OperationalError and aborts the whole run instead of stopping that destination"))
+def test_destination_read_only_including_its_catalog(card, dests, monkeypatch, reliability):
+    """What a real read-only remount does (the kernel refuses one under a running ingest, see
+    test_real_remount_read_only_mid_run): file writes fail with EROFS and so do catalog writes."""
+    from ingest.catalog import Catalog
+
+    io = DestinationFault(dests[0], errno.EROFS, after_files=5, rename_too=True)
+    root = str(dests[0])
+    for method in ("add", "add_many", "set_status", "set_status_many", "finish_session"):
+        real = getattr(Catalog, method, None)
+        if real is None:
+            continue
+
+        def failing(self, *a, _real=real, **k):
+            if self.path.startswith(root) and io._broken():
+                raise sqlite3.OperationalError("attempt to write a readonly database")
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(Catalog, method, failing)
+    try:
+        result = run(card, dests, io=io)
+    except sqlite3.Error as e:
+        reliability.row(
+            area="destination", fault="destination A turns read-only after 5 files, catalog too",
+            setup="FileIO raises EROFS into A, A's catalog writes raise 'attempt to write a "
+                  "readonly database'",
+            expected="A stops, B completes, exit 1, A's first files stay verified",
+            observed=f"run aborted: {type(e).__name__}: {e}", lost=0, injected=io.raised + 1)
+        raise
+    check_one_destination_failed(card, dests, result, "read-only")

@@ -69,6 +69,8 @@ def _generated(name: str, card_root: Path) -> bytes:
 
 
 def load(source: str, card_root: Path | None) -> bytes:
+    if source == "generated:empty":  # a corpus input spelled out whole by its ops
+        return b""
     if source.startswith("generated:"):
         if card_root is None:
             raise LookupError("generated inputs need the sample card")
@@ -89,9 +91,11 @@ def mutate(data: bytes, ops: list[list]) -> bytes:
         pos = min(cut, max(len(out) - 1, 0))
         if kind == "truncate":
             del out[cut:]
-        elif kind == "flip" and out:
+        elif kind in ("flip", "fill") and not out:
+            continue  # nothing left to damage
+        elif kind == "flip":
             out[pos] ^= 1 << op[2]
-        elif kind == "fill" and out:
+        elif kind == "fill":
             end = min(len(out), pos + op[2])
             out[pos:end] = bytes([op[3]]) * (end - pos)
         elif kind == "insert":
@@ -128,9 +132,11 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("fuzz")
 
 
-def verify_input(pool: DecodePool, workdir: Path, source: str, data: bytes) -> dict:
-    """Run one input through a pool worker; return its result after checking the contract."""
-    name = source.rsplit("/", 1)[-1].split(":", 1)[-1]
+def verify_input(pool: DecodePool, workdir: Path, source: str, data: bytes,
+                 name: str | None = None) -> dict:
+    """Run one input through a pool worker; return its result after checking the contract.
+    The file's name (its extension picks the decoder) is the source's unless given."""
+    name = name or source.rsplit("/", 1)[-1].split(":", 1)[-1]
     path = workdir / name
     path.write_bytes(data)
     preview = workdir / "preview" / (name + ".jpg")
@@ -269,10 +275,12 @@ def test_corpus_replays(pool, workdir, built_card, recipe, reliability):
         data = load(case["sample"], built_card[0])
     except LookupError as e:
         pytest.skip(f"{recipe.name}: {e}")
-    result = verify_input(pool, workdir, case["sample"], mutate(data, case["ops"]))
+    result = verify_input(pool, workdir, case["sample"], mutate(data, case["ops"]),
+                          case.get("file"))
     verdict = result["decode"]["verdict"]
     reliability.row(area="fuzz", fault=f"corpus {recipe.stem}: {case['why']}",
-                    setup=f"{case['sample']} + {json.dumps(case['ops'])[:120]}",
+                    setup=f"{case.get('file') or case['sample']}: {case['sample']} + "
+                          f"{json.dumps(case['ops'])[:100]}",
                     expected=f"verdict in {sorted(case['expect'])}",
                     observed=f"verdict {verdict}: {(result['decode']['error'] or '')[:120]}",
                     lost=0, injected=0, fuzzed=1)

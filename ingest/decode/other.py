@@ -21,6 +21,7 @@ _TIFF_ORIENTATION = 274
 # The most one decode check may allocate for a TIFF's pixels; LibRaw's own default limit for
 # RAWs is the same 2 GiB.
 MAX_DECODED_BYTES = 2 * 2**30
+_MAX_PAGES = 10_000  # a looped or absurd page chain stops here
 
 
 def heif_decoder_name() -> str:
@@ -69,14 +70,15 @@ def verify_tiff(data: bytes) -> ImageDecode:
                             "; ".join(problems[:3]) or "all image data lies inside the file"))
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            too_big = _oversized(tif.pages)
+            pages = _pages(tif)
+            too_big = _oversized(pages)
             if too_big:
                 checks.append(check("size", False, too_big))
                 broken = any(not c["ok"] for c in checks[:-1])
                 return ImageDecode(outcome(name, checks,
                                            verdict=DAMAGED if broken else UNSUPPORTED))
             first = None
-            for page in tif.pages:
+            for page in pages:
                 decoded = page.asarray()  # decodes every strip/tile of every page
                 if first is None:
                     first = (decoded, page)
@@ -92,8 +94,15 @@ def verify_tiff(data: bytes) -> ImageDecode:
         checks.append(check("decode", False, f"{type(exc).__name__}: {exc}"))
         return ImageDecode(outcome(name, checks))
     checks.append(check("decode", True,
-                        f"{len(tif.pages)} page(s), first {pixels.shape[1]}x{pixels.shape[0]}"))
+                        f"{len(pages)} page(s), first {pixels.shape[1]}x{pixels.shape[0]}"))
     return ImageDecode(outcome(name, checks), pixels, orientation, icc)
+
+
+def _pages(tif: tifffile.TiffFile) -> list:
+    """The pages, by index. Iterating `tif.pages` directly never ends on a file whose IFD chain
+    loops back (found by fuzzing: IFD 8 -> 12 -> 8) once a page's attributes are read; len()
+    stops at the loop."""
+    return [tif.pages[i] for i in range(min(len(tif.pages), _MAX_PAGES))]
 
 
 def _oversized(pages) -> str | None:

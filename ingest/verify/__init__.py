@@ -42,3 +42,10 @@ class VerifyConfig:
     destination_reports: bool = True
     # Called with (event, **info): planned, file_start, file_checked, stopped. Never required.
     progress: Callable[..., None] | None = None
+    # "local" (decode worker processes here) or "dask" (hash and decode on a Dask cluster:
+    # `scheduler` when given, else a cluster of `jobs` worker processes on this machine).
+    backend: str = "local"
+    scheduler: str | None = None  # tcp://HOST:PORT of a running Dask scheduler
+    # S3-compatible endpoint for s3:// archives; None: botocore's own chain (AWS_ENDPOINT_URL_S3,
+    # AWS_ENDPOINT_URL, ~/.aws/config), else AWS itself.
+    s3_endpoint: str | None = None

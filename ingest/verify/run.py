@@ -70,6 +70,16 @@ def check_archives(paths: list[str]) -> list[str]:
 
 
 def verify(cfg: VerifyConfig) -> VerifyResult:
+    if any("://" in a for a in cfg.archives):
+        from ingest.remote.stage import verify_remote
+
+        if len(cfg.archives) != 1:
+            raise UsageError("verify a remote archive (s3://...) in a command of its own")
+        return verify_remote(cfg.archives[0], cfg)
+    if cfg.backend == "dask" or cfg.scheduler:
+        from ingest.verify.dask_backend import require_cluster
+
+        require_cluster()  # before any lock or catalog is touched
     roots = check_archives(cfg.archives)
     priority = lower_priority() if cfg.low_priority else []
     started = cfg.clock()
@@ -106,6 +116,8 @@ def verify(cfg: VerifyConfig) -> VerifyResult:
         "over_budget": len(plan.over_budget), "not_started": len(run.not_started),
         "repaired": sum(a.files for a in archives), "decode": cfg.decode,
         "repair": cfg.repair, "low_priority": priority,
+        "backend": "dask" if cfg.backend == "dask" or cfg.scheduler else "local",
+        "scheduler": cfg.scheduler,
     }
     write_reports(report, [a.root for a in archives if not a.dead], cfg)
     return VerifyResult(report, records, roots)
@@ -165,6 +177,11 @@ class _Run:
     bytes_read: int = 0
 
     def check_all(self, due: list[Item]) -> None:
+        if self.cfg.backend == "dask" or self.cfg.scheduler:
+            from ingest.verify import dask_backend
+
+            dask_backend.check_all(self, due)
+            return
         for i, item in enumerate(due):
             reason = self._stop_reason()
             if reason:

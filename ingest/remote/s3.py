@@ -1,0 +1,385 @@
+"""One S3-compatible bucket prefix (`s3://bucket/prefix`) as seen by ingest, through s3fs.
+
+Keys under the prefix mirror a local destination: `<prefix>/<path>` for archived files,
+`<prefix>/.ingest/` for ingest's own state: `catalog.sqlite` (the same SQLite catalog a local
+destination keeps), `lock`, `reports/`, and `partials/` (uploads not yet proven).
+
+An object only ever gets a final name by a server-side copy of a partial whose bytes were
+re-downloaded and hashed (see stage.py). Uploads ask the server for its own SHA-256
+(`ChecksumAlgorithm`): S3 checks it on receipt, and the value it stores is compared with the
+one computed here while reading the local copy. A multipart object's S3 checksum is a
+checksum of the parts' checksums ("composite"), so both forms are computed. An ETag is not a
+content hash for multipart uploads and is never used as one. A server that keeps no checksum
+(older S3-compatible stores) still gets the re-download, which is the proof that counts.
+
+Credentials come from botocore's usual chain (environment, ~/.aws/credentials and config,
+instance roles); the endpoint from `endpoint` when given, else botocore's own settings
+(AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, `endpoint_url` in ~/.aws/config), else AWS.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ingest import fsio
+from ingest.preflight import UsageError
+from ingest.remote import redact
+
+STATE = ".ingest"
+CATALOG_KEY = f"{STATE}/catalog.sqlite"
+LOCK_KEY = f"{STATE}/lock"
+PARTIALS = f"{STATE}/partials/"
+REPORTS = f"{STATE}/reports/"
+MIB = 1024 * 1024
+PART_SIZE = 16 * MIB  # S3 needs at least 5 MiB for every part but the last
+MAX_PARTS = 10_000
+COPY_LIMIT = 5 * 1024 * MIB  # CopyObject's limit; larger objects are copied in parts
+STALE_LOCK_SECONDS = 12 * 3600  # a lock left by another host is taken over after this
+
+
+@dataclass(frozen=True, slots=True)
+class S3Location:
+    bucket: str
+    prefix: str  # no leading or trailing slash; may be empty
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def key(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix else rel
+
+    def rel(self, key: str) -> str:
+        return key[len(self.prefix) + 1:] if self.prefix else key
+
+
+def parse_url(url: str) -> S3Location:
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "s3" or not parts.netloc:
+        raise UsageError(f"{redact(url)} is not an s3://BUCKET/PREFIX address")
+    if parts.query or parts.fragment:
+        raise UsageError(f"{redact(url)}: an s3:// address takes no ?query or #fragment")
+    prefix = "/".join(p for p in parts.path.split("/") if p)
+    return S3Location(parts.netloc, prefix)
+
+
+@dataclass(frozen=True, slots=True)
+class Checksum:
+    algorithm: str  # sha256, crc64nvme, crc32, crc32c, sha1
+    value: str  # base64, without S3's "-<parts>" suffix
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.value}"
+
+
+@dataclass(slots=True)
+class Uploaded:
+    size: int
+    xxh3_128: str  # of the bytes read from the local copy while uploading
+    sha256: str  # base64, of the whole object
+    composite: str | None  # base64 SHA-256 of the parts' SHA-256s, when sent in parts
+    parts: int
+    server: Checksum | None = None  # what the server answered it keeps, if it said
+    etag: str | None = None
+
+
+_CHECKSUM_FIELDS = (("ChecksumSHA256", "sha256"), ("ChecksumCRC64NVME", "crc64nvme"),
+                    ("ChecksumCRC32C", "crc32c"), ("ChecksumCRC32", "crc32"),
+                    ("ChecksumSHA1", "sha1"))
+
+
+def checksum_of(head: dict) -> Checksum | None:
+    """The checksum the server keeps for an object, from a HEAD with ChecksumMode."""
+    for field, name in _CHECKSUM_FIELDS:
+        if head.get(field):
+            return Checksum(name, head[field].split("-")[0])
+    return None
+
+
+def part_size_for(size: int, minimum: int = PART_SIZE) -> int:
+    """A part size that keeps a large video within S3's 10,000 parts."""
+    need = -(-size // MAX_PARTS)
+    return max(minimum, -(-need // MIB) * MIB)
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def make_filesystem(endpoint: str | None = None):
+    """An s3fs filesystem of its own (not fsspec's shared instance), credentials from
+    botocore's chain."""
+    import s3fs
+
+    client_kwargs = {"endpoint_url": endpoint} if endpoint else {}
+    # Downloads are proven by ingest's own xxh3-128 against the card's hash. botocore's
+    # optional check of a response against a stored checksum misreads some servers'
+    # multipart (composite) values as whole-object ones and fails good objects.
+    # botocore before 1.36 has no such setting, and does not validate responses either.
+    import botocore.config
+
+    config_kwargs = {"response_checksum_validation": "when_required"}
+    try:
+        botocore.config.Config(**config_kwargs)
+    except TypeError:
+        config_kwargs = {}
+    return s3fs.S3FileSystem(skip_instance_cache=True, client_kwargs=client_kwargs,
+                             config_kwargs=config_kwargs, use_listings_cache=False)
+
+
+class S3Store:
+    """The S3 calls ingest makes, on one bucket prefix. Methods raise on failure (OSError or
+    botocore's errors); callers turn that into a status."""
+
+    def __init__(self, url: str, endpoint: str | None = None, fs=None,
+                 part_size: int = PART_SIZE, checksums: bool = True):
+        self.loc = parse_url(url)
+        self.fs = fs if fs is not None else make_filesystem(endpoint)
+        self.part_size = part_size
+        self.checksums = checksums
+        self._endpoint = endpoint
+
+    # identity ---------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self.loc.url
+
+    @property
+    def endpoint(self) -> str:
+        """Where requests go, without any user:password part."""
+        try:
+            url = self.fs.s3.meta.endpoint_url  # connects on first use
+        except Exception:  # noqa: BLE001 - only a label
+            url = self._endpoint or "https://s3.amazonaws.com"
+        return redact(url)
+
+    @property
+    def device(self) -> str:
+        """Names the store the way status names a disk: endpoint and bucket. Two prefixes in
+        one bucket are one device: they fail together."""
+        return f"s3 {self.endpoint}/{self.loc.bucket}"
+
+    def secrets(self) -> tuple[str, ...]:
+        """The credentials botocore resolved, so that error texts can be redacted."""
+        try:
+            creds = self.fs.s3._request_signer._credentials
+            return tuple(v for v in (getattr(creds, "access_key", None),
+                                     getattr(creds, "secret_key", None),
+                                     getattr(creds, "token", None)) if isinstance(v, str))
+        except Exception:  # noqa: BLE001
+            return ()
+
+    # plain calls ------------------------------------------------------------------------
+    def call(self, method: str, **kwargs):
+        return self.fs.call_s3(method, Bucket=self.loc.bucket, **kwargs)
+
+    def check_access(self) -> None:
+        """UsageError, before anything is written, when the bucket cannot be used."""
+        try:
+            self.call("head_bucket")
+        except FileNotFoundError:
+            raise UsageError(f"bucket {self.loc.bucket} does not exist at {self.endpoint}: "
+                             "create it first") from None
+        except PermissionError:
+            raise UsageError(f"access to bucket {self.loc.bucket} at {self.endpoint} is "
+                             "denied: check the credentials in your AWS environment or "
+                             "config") from None
+        except Exception as e:  # noqa: BLE001 - connection refused, bad endpoint, no creds
+            raise UsageError(f"cannot reach bucket {self.loc.bucket} at {self.endpoint}: "
+                             f"{redact(str(e) or type(e).__name__, self.secrets())}") from None
+
+    def head(self, key: str) -> dict | None:
+        try:
+            return self.call("head_object", Key=key, ChecksumMode="ENABLED")
+        except FileNotFoundError:
+            return None
+
+    def size_of(self, key: str) -> int | None:
+        head = self.head(key)
+        return None if head is None else int(head["ContentLength"])
+
+    def delete(self, key: str) -> None:
+        self.call("delete_object", Key=key)
+
+    def list(self, under: str = "") -> dict[str, int]:
+        """{key: size} of every object whose key starts with `under` (a full key prefix)."""
+        out: dict[str, int] = {}
+        kwargs = {"Prefix": under}
+        while True:
+            page = self.call("list_objects_v2", **kwargs)
+            for obj in page.get("Contents", []) or []:
+                out[obj["Key"]] = int(obj["Size"])
+            if not page.get("IsTruncated"):
+                return out
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+    # uploads ----------------------------------------------------------------------------
+    def upload(self, local_path: str, key: str) -> Uploaded:
+        """Send a local file to `key` (single PUT, or parts); an upload that fails is aborted
+        so no parts linger. Hashes what it reads: xxh3-128, SHA-256 whole and per part."""
+        size = os.path.getsize(local_path)
+        part = part_size_for(size, self.part_size)
+        xx, whole = fsio.new_hasher(), hashlib.sha256()
+        with open(local_path, "rb") as f:
+            if size <= part:
+                data = f.read()
+                xx.update(data)
+                whole.update(data)
+                extra = ({"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": _b64(whole.digest())}
+                         if self.checksums else {})
+                out = self.call("put_object", Key=key, Body=data, **extra)
+                return Uploaded(len(data), xx.hexdigest(), _b64(whole.digest()), None, 1,
+                                checksum_of(out), out.get("ETag"))
+            start = self.call("create_multipart_upload", Key=key,
+                              **({"ChecksumAlgorithm": "SHA256"} if self.checksums else {}))
+            upload_id = start["UploadId"]
+            sent, part_digests, total = [], [], 0
+            try:
+                while chunk := f.read(part):
+                    xx.update(chunk)
+                    whole.update(chunk)
+                    digest = hashlib.sha256(chunk).digest()
+                    part_digests.append(digest)
+                    extra = ({"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": _b64(digest)}
+                             if self.checksums else {})
+                    out = self.call("upload_part", Key=key, UploadId=upload_id,
+                                    PartNumber=len(part_digests), Body=chunk, **extra)
+                    entry = {"PartNumber": len(part_digests), "ETag": out["ETag"]}
+                    if out.get("ChecksumSHA256"):
+                        entry["ChecksumSHA256"] = out["ChecksumSHA256"]
+                    sent.append(entry)
+                    total += len(chunk)
+                done = self.call("complete_multipart_upload", Key=key, UploadId=upload_id,
+                                 MultipartUpload={"Parts": sent})
+            except BaseException:
+                self.abort(key, upload_id)
+                raise
+        composite = _b64(hashlib.sha256(b"".join(part_digests)).digest())
+        return Uploaded(total, xx.hexdigest(), _b64(whole.digest()), composite,
+                        len(part_digests), checksum_of(done), done.get("ETag"))
+
+    def abort(self, key: str, upload_id: str) -> None:
+        try:
+            self.call("abort_multipart_upload", Key=key, UploadId=upload_id)
+        except Exception:  # noqa: BLE001 - the stale-upload sweep of the next run gets it
+            pass
+
+    def abort_uploads(self, under: str) -> int:
+        """Abort multipart uploads a killed run left under `under`; returns how many."""
+        page = self.call("list_multipart_uploads", Prefix=under)
+        uploads = page.get("Uploads", []) or []
+        for up in uploads:
+            self.abort(up["Key"], up["UploadId"])
+        return len(uploads)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.call("put_object", Key=key, Body=data)
+
+    def copy(self, src: str, dst: str, size: int) -> dict:
+        """Server-side copy: the object appears under `dst` complete, or not at all. Returns
+        what the server said of the new object (ETag, checksum), where it said it."""
+        if size <= COPY_LIMIT:
+            out = self.call("copy_object", Key=dst,
+                            CopySource={"Bucket": self.loc.bucket, "Key": src})
+            return dict(out.get("CopyObjectResult") or {})
+        self.fs.copy(f"{self.loc.bucket}/{src}", f"{self.loc.bucket}/{dst}")
+        return {}
+
+    # downloads --------------------------------------------------------------------------
+    def hash_object(self, key: str, sink=None) -> tuple[str, int]:
+        """xxh3-128 of the object as the server returns it now (one streamed GET). `sink`,
+        a binary file, receives the bytes too (the decode check reads that copy)."""
+        from fsspec.asyn import sync
+
+        body = self.call("get_object", Key=key)["Body"]
+        h, total = fsio.new_hasher(), 0
+        try:
+            while True:
+                chunk = sync(self.fs.loop, body.read, fsio.CHUNK)
+                if not chunk:
+                    break
+                h.update(chunk)
+                total += len(chunk)
+                if sink is not None:
+                    sink.write(chunk)
+        finally:
+            body.close()
+        return h.hexdigest(), total
+
+    def get_file(self, key: str, local_path: str) -> bool:
+        """Download an object to a local file; False when there is no such object."""
+        try:
+            with open(local_path, "wb") as f:
+                self.hash_object(key, f)
+            return True
+        except FileNotFoundError:
+            os.unlink(local_path)
+            return False
+
+    def put_file_atomic(self, local_path: str, key: str, token: str) -> None:
+        """Replace `key` with a local file so that a reader sees the old object or the new
+        one, never a part: upload beside it, copy over it, remove the upload."""
+        partial = self.loc.key(f"{PARTIALS}{token}-{os.path.basename(key)}")
+        self.upload(local_path, partial)
+        try:
+            self.copy(partial, key, os.path.getsize(local_path))
+        finally:
+            self.delete(partial)
+
+    # the lock ---------------------------------------------------------------------------
+    def acquire_lock(self, command: str) -> None:
+        """One writer per prefix. There is no flock on S3: a lock object names its holder,
+        and a holder that is gone (same host, dead pid; or older than STALE_LOCK_SECONDS)
+        is taken over. Raises LockedError otherwise."""
+        from ingest.lock import LockedError
+
+        key = self.loc.key(LOCK_KEY)
+        held = self.head(key)
+        if held is not None:
+            text = self._read_text(key)
+            if not _stale(text):
+                raise LockedError(f"{self.url} is in use by {text or 'another ingest'}; wait "
+                                  "for it to finish, or stop it first")
+        holder = f"pid {os.getpid()} on {socket.gethostname()} since {int(time.time())}: {command}"
+        self.put_bytes(key, holder.encode())
+
+    def release_lock(self) -> None:
+        try:
+            self.delete(self.loc.key(LOCK_KEY))
+        except Exception:  # noqa: BLE001 - a lock we cannot delete goes stale by itself
+            pass
+
+    def _read_text(self, key: str) -> str:
+        from fsspec.asyn import sync
+
+        body = self.call("get_object", Key=key)["Body"]
+        try:
+            return sync(self.fs.loop, body.read).decode("utf-8", "replace").strip()
+        finally:
+            body.close()
+
+
+def _stale(holder: str) -> bool:
+    """pid P on HOST since EPOCH: COMMAND"""
+    try:
+        head = holder.split(":", 1)[0].split()
+        pid, host, since = int(head[1]), head[3], int(head[5])
+    except (IndexError, ValueError):
+        return True  # not ours, or damaged: nothing can be waiting on it
+    if time.time() - since > STALE_LOCK_SECONDS:
+        return True
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
