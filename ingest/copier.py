@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -54,12 +55,17 @@ class Destination:
     pending_by_path: dict[str, str] = field(default_factory=dict)
 
     def flush(self) -> None:
-        """Make this run's renames durable, then record them: a row never precedes its file."""
+        """Make this run's renames durable, then record them: a row never precedes its file.
+        A destination that fails here (gone, read-only) stops taking files; its renamed
+        copies are complete and a re-run adopts them."""
         if not self.pending_rows:
             return
-        for folder in sorted(self.pending_dirs):
-            fsio.fsync_dir(folder)
-        self.catalog.add_many(self.pending_rows)
+        try:
+            for folder in sorted(self.pending_dirs):
+                fsio.fsync_dir(folder)
+            self.catalog.add_many(self.pending_rows)
+        except (OSError, sqlite3.Error) as e:
+            self.dead = self.dead or f"could not record copies in {self.root}: {e}"
         self.pending_rows, self.pending_dirs = [], set()
         self.pending_by_digest.clear()
         self.pending_by_path.clear()
@@ -111,6 +117,8 @@ class CopyJob:
         self.dests = dests
         self.out = CopyOutcome()
         self.t0 = time.perf_counter()
+        for d in dests:
+            _check_still_there(d)
         self.pending = [d for d in dests if not d.dead]
         for d in dests:
             if d.dead:
@@ -243,6 +251,21 @@ class CopyJob:
             d.files += 1
             d.bytes += src.size
         return Placed(final_rel, "existing" if adopted else "copied")
+
+
+def _check_still_there(d: Destination) -> None:
+    """An unmounted disk leaves its empty mount point behind, on another device: writing
+    there would fill the system disk with copies that are not on the destination at all."""
+    if d.dead or not d.device:
+        return
+    try:
+        dev = os.stat(d.root).st_dev
+    except OSError as e:
+        d.dead = f"destination {d.root} is gone ({e.strerror or e}): reconnect it and run again"
+        return
+    if dev != d.device:
+        d.dead = (f"destination {d.root} is no longer the disk it was (unmounted?): reconnect "
+                  "it and run again")
 
 
 def _prove(fd: int, partial: str, mtime_ns: int, io: fsio.FileIO) -> tuple[str, int]:

@@ -15,6 +15,12 @@ class Skipped:
     rel: str
     reason: str
 
+    @property
+    def holds_back(self) -> bool:
+        """A symlink's target is copied under its own name (or lies off the card); anything
+        else skipped is card content this run could not copy."""
+        return not self.reason.startswith("symlink")
+
 
 @dataclass(slots=True)
 class Discovery:

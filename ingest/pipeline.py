@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from ingest import __version__
-from ingest.catalog import GOOD, STATE_DIR, Catalog
+from ingest.catalog import GOOD, STATE_DIR
 from ingest.config import OffloadConfig
 from ingest.copier import CopyJob, CopyOutcome, Destination
 from ingest.discover import Discovery, discover, stem_of
@@ -23,6 +24,7 @@ from ingest.kinds import IMAGE_KINDS
 from ingest.lock import DestinationLock
 from ingest.model import Copy, FileRecord, Kind, SourceFile, Status
 from ingest.preflight import check_destinations, check_source
+from ingest.rebuild import open_or_rebuild
 from ingest.remote.stage import split_destinations
 from ingest.summary import summarize
 from ingest.volume import volume_identity
@@ -39,7 +41,8 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if any(r.flagged for r in self.records) else 0
+        held = any(s.holds_back for s in self.discovery.skipped)
+        return 1 if held or any(r.flagged for r in self.records) else 0
 
 
 def offload(cfg: OffloadConfig) -> RunResult:
@@ -55,8 +58,14 @@ def offload(cfg: OffloadConfig) -> RunResult:
         for root in roots:
             stack.enter_context(DestinationLock(root, f"ingest offload {source}"))
         dests = []
+        rebuilds = []
         for root in roots:
-            cat = stack.enter_context(Catalog(root))
+            # A corrupt or deleted catalog is rebuilt from the files and the ASC MHL history
+            # (the old file is kept aside), and the rebuild goes into the report.
+            cat, rebuilt = open_or_rebuild(root, cfg.clock)
+            stack.enter_context(cat)
+            if rebuilt:
+                rebuilds.append(rebuilt.to_json())
             cat.start_session(session, "offload", source, volume, started.isoformat(), __version__)
             dests.append(Destination(root, cat, token=session, device=os.stat(root).st_dev))
         from ingest.verify.repair import record_peers
@@ -87,7 +96,7 @@ def offload(cfg: OffloadConfig) -> RunResult:
                 run.collect(block=False)
             _drain(window, run, records)
             for d in dests:
-                d.flush()
+                d.flush()  # a destination whose catalog fails here is marked dead
             run.collect(block=True)
         for rec, remote, upload in run.uploads:
             remote.record(rec, upload.result() if upload else None)
@@ -97,11 +106,17 @@ def offload(cfg: OffloadConfig) -> RunResult:
 
         finished = cfg.clock()
         for d in dests:
-            d.catalog.finish_session(session, finished.isoformat())
+            if not d.dead:
+                try:
+                    d.catalog.finish_session(session, finished.isoformat())
+                except sqlite3.Error as e:
+                    d.dead = f"its catalog can no longer be written ({e}): run again"
         if cfg.destination_reports:
             _add_mhl_generations(dests, records, finished)
     report = build_report("offload", source, dests + remotes, records, found, started,
                           finished, cfg)
+    if rebuilds:
+        report["rebuilds"] = rebuilds
     write_reports(report, [d.root for d in dests if not d.dead], cfg)
     for remote in remotes:
         remote.write_report(report)
@@ -188,8 +203,8 @@ class _Run:
         for remote in self.remotes:  # off-site copies upload while later files are copied
             self.uploads.append((rec, remote, remote.start_record(rec)))
         self.emit("file_copied", path=src.rel, size=src.size, status=str(rec.status))
-        if rec.copies and src.kind in IMAGE_KINDS and self.cfg.decode and \
-                rec.status is not Status.DUPLICATE:
+        if any(c.verified for c in rec.copies) and src.kind in IMAGE_KINDS and \
+                self.cfg.decode and rec.status is not Status.DUPLICATE:
             self._submit(rec, src)
         elif rec.status is Status.DUPLICATE and src.kind in IMAGE_KINDS:
             rel = rec.copies[0].path + ".jpg"  # the preview an earlier run made, if any
@@ -240,14 +255,14 @@ class _Run:
         return self.pool
 
     def _submit(self, rec: FileRecord, src: SourceFile) -> None:
-        first = rec.copies[0]
+        first = next(c for c in rec.copies if c.verified)
         req = {"path": os.path.join(first.destination, first.path), "kind": str(src.kind),
                "card_path": src.abspath, "capture_time": rec.capture_time, "preview": None}
         if self.cfg.previews:
             rel = first.path + ".jpg"
             req["preview"] = {
                 "out": [os.path.join(c.destination, STATE_DIR, PREVIEW_DIR, rel)
-                        for c in rec.copies],
+                        for c in rec.copies if c.verified],
                 "size": self.cfg.preview_size, "quality": 85}
             self.previews[id(rec)] = rel
         self.pending[id(rec)] = (rec, src)
@@ -271,8 +286,11 @@ class _Run:
             items = [(c.path, str(r.status), r.detail or None) for r in records
                      for c in r.copies if c.destination == d.root and c.verified
                      and r.status is not Status.DUPLICATE]
-            if items:
-                d.catalog.set_status_many(items, now, self.session)
+            if items and not d.dead:
+                try:
+                    d.catalog.set_status_many(items, now, self.session)
+                except sqlite3.Error as e:
+                    d.dead = f"its catalog can no longer be written ({e}): run again"
 
 
 # Files whose copies are being proven while the next ones are copied. Bounded so that a crash
@@ -338,19 +356,22 @@ def _add_mhl_generations(dests: list[Destination], records: list[FileRecord], no
     from pathlib import Path
 
     from ingest import __version__
-    from ingest.mhl import MhlEntry, add_generation, representable
+    from ingest.mhl import MhlEntry, add_generation, read_history, representable
 
     for d in dests:
+        # Copies a killed run made come back as `existing`: they join the history once.
+        known = read_history(Path(d.root)) if any(
+            c.action == "existing" for r in records for c in r.copies) else {}
         entries = [MhlEntry(c.path, r.size, r.mtime_ns, r.xxh3_128, "original", now)
                    for r in records for c in r.copies
-                   if c.destination == d.root and c.action == "copied" and c.verified
-                   and representable(c.path)]
+                   if c.destination == d.root and c.verified and representable(c.path)
+                   and (c.action == "copied" or c.path not in known)]
         if entries and not d.dead:
             try:
                 add_generation(Path(d.root), entries, process="transfer",
                                tool_version=__version__, now=now)
-            except OSError as e:
-                d.dead = d.dead or f"could not write the ASC MHL history: {e.strerror or e}"
+            except (OSError, ValueError) as e:
+                d.dead = d.dead or f"could not write the ASC MHL history: {e}"
 
 
 def _apply_decode(rec: FileRecord, result: dict) -> None:
@@ -363,6 +384,18 @@ def _apply_decode(rec: FileRecord, result: dict) -> None:
     verdict = dec.get("verdict")
     if verdict == "ok":
         return
+    if rec.flagged:
+        # A copy already failed: keep that reason first; the decode's finding follows.
+        copy_problem = rec.status, rec.detail
+        _judge_decode(rec, dec, card, verdict)
+        if rec.status is not Status.DAMAGED_ON_CARD:
+            rec.status = copy_problem[0]
+        rec.detail = f"{copy_problem[1]}; also: {rec.detail}"
+        return
+    _judge_decode(rec, dec, card, verdict)
+
+
+def _judge_decode(rec: FileRecord, dec: dict, card: dict | None, verdict: str) -> None:
     if verdict == "unsupported":
         rec.status = Status.UNVERIFIED
         rec.detail = f"not decodable here: {dec.get('error')}"
@@ -398,7 +431,9 @@ def build_report(command: str, source: str | None, dests: list[Destination],
                           "bytes": d.bytes, "error": d.dead} for d in dests],
         "versions": versions(),
         "skipped_system_files": len(found.system_files) if found else 0,
-        "skipped": [{"path": s.rel, "reason": s.reason} for s in found.skipped] if found else [],
+        "skipped": [{"path": s.rel, "reason": s.reason, "holds_back": s.holds_back}
+                    for s in found.skipped] if found else [],
         "files": [r.to_json() for r in records],
-        "summary": summarize(records, len(dests), command),
+        "summary": summarize(records, len(dests), command,
+                             held_back=sum(s.holds_back for s in found.skipped) if found else 0),
     }

@@ -8,7 +8,9 @@ from ingest.model import FLAGGED, FileRecord, Status
 
 
 def summarize(records: Iterable[FileRecord], n_destinations: int, command: str,
-              min_copies: int = 2) -> dict:
+              min_copies: int = 2, held_back: int = 0) -> dict:
+    """`held_back`: card entries the run could not reach or copy (too deep, unlistable, not a
+    regular file). They have no record, but the card may not be formatted while they exist."""
     records = list(records)
     by_status: dict[str, dict[str, int]] = {}
     for r in records:
@@ -18,8 +20,11 @@ def summarize(records: Iterable[FileRecord], n_destinations: int, command: str,
     flagged = [r for r in records if r.status in FLAGGED]
     total = len(records)
     if command == "offload":
-        safe = not flagged and n_destinations >= min_copies
+        safe = not flagged and not held_back and n_destinations >= min_copies
         verdict = _offload_verdict(total, len(flagged), n_destinations, min_copies)
+        if held_back and not flagged:
+            verdict = (f"{held_back} card {'entry' if held_back == 1 else 'entries'} could not "
+                       "be copied (see 'not copied'): do not format this card")
     else:
         safe = not flagged
         checked = total - by_status.get(Status.SKIPPED, {"files": 0})["files"] \
@@ -31,6 +36,7 @@ def summarize(records: Iterable[FileRecord], n_destinations: int, command: str,
         "bytes": sum(r.size for r in records),
         "by_status": dict(sorted(by_status.items())),
         "flagged": len(flagged),
+        "held_back": held_back,
         "safe_to_format": safe,
         "verdict": verdict,
     }

@@ -37,6 +37,7 @@ AREAS = ["crash", "disk full", "card", "destination", "re-copy", "lock", "catalo
 
 _ROWS = pytest.StashKey[str]()
 _OUTCOMES = pytest.StashKey[dict[str, str]]()
+_OWN_FILE = pytest.StashKey[bool]()
 
 
 def rows_path(config: pytest.Config) -> str:
@@ -45,6 +46,7 @@ def rows_path(config: pytest.Config) -> str:
         if not path:
             fd, path = tempfile.mkstemp(prefix="ingest-reliability-", suffix=".jsonl")
             os.close(fd)
+            config.stash[_OWN_FILE] = True  # ours: removed when the session ends
         config.stash[_ROWS] = path
     return config.stash[_ROWS]
 
@@ -168,14 +170,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if os.environ.get(WRITE_ENV) != "1":
-        return
+    if _ROWS not in session.config.stash:
+        return  # no reliability test ran
     path = rows_path(session.config)
     rows = []
     if os.path.exists(path):
         with open(path, encoding="utf-8") as fh:
             rows = [json.loads(line) for line in fh if line.strip()]
-    if not rows:
+        if session.config.stash.get(_OWN_FILE, False):
+            os.unlink(path)
+    if os.environ.get(WRITE_ENV) != "1" or not rows:
         return
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(render(rows, session.config.stash[_OUTCOMES]), encoding="utf-8")
@@ -188,8 +192,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def _cell(text: object) -> str:
-    s = str(text).replace("\\", "\\\\").replace("|", "\\|")
-    return " ".join(s.split())  # newlines and runs of blanks would break the table row
+    # Hostile card names carry control characters and undecodable bytes (surrogates): show
+    # them escaped, so the row stays one line of valid UTF-8.
+    s = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    s = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in s)
+    return s.replace("|", "\\|")
 
 
 def render(rows: list[dict], outcomes: dict[str, str]) -> str:

@@ -173,8 +173,6 @@ def test_unused_destination_gets_a_new_catalog_without_a_rebuild(tmp_path):
     assert report is None and rows_of(tmp_path) == {}
 
 
-@pytest.mark.xfail(strict=True, reason="needs fix in pipeline.offload: open each destination's "
-                   "catalog with ingest.rebuild.open_or_rebuild instead of Catalog(root)")
 def test_offload_onto_a_corrupt_catalog_rebuilds_it(archived, card, reliability):
     dest, _ = archived
     path = Path(catalog_path(str(dest)))

@@ -168,9 +168,6 @@ def test_sigkill_then_rerun_loses_nothing(big_card, tmp_path, event, n, reliabil
     assert lost == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "needs fix in pipeline._add_mhl_generations: copies a killed run made are `existing` on "
-    "the re-run and never enter the destination's ASC MHL history"))
 def test_history_covers_files_copied_by_a_killed_run(big_card, tmp_path, reliability):
     """Killed after every copy and catalog row but before the ASC MHL generation: the re-run
     must still record those files in each destination's history."""

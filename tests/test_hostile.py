@@ -397,10 +397,6 @@ def test_decode_bomb_ends_with_a_status_in_bounded_memory(tmp_path, name, reliab
     assert peak_mb < RSS_LIMIT_MB
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "needs fix in pipeline/summary: a card entry the run could not reach (folder too deep or "
-    "unlistable, entry unreadable) is only a `skipped` line; the run still exits 0 and says "
-    "the card is safe to format"))
 def test_unreachable_card_entry_holds_the_card_back(tmp_path, reliability):
     from ingest.discover import _MAX_DEPTH
 
