@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import snapshot
 
+from conftest import snapshot
 from ingest import api, fsio
 from ingest.catalog import catalog_path
 from ingest.model import ADVICE
