@@ -294,7 +294,8 @@ class _FileCheck:
     def _flag(self, row: Row, root: str) -> None:
         detail = row.detail or ADVICE.get(row.status, "")
         if row.status == Status.DAMAGED_ON_CARD:
-            text = f"damaged on card: {detail}"
+            text = detail if detail.startswith("damaged on the card") else \
+                f"damaged on the card: {detail}"
         else:
             text = f"{row.status.replace('_', ' ')} at {root}: {detail}"
         if text not in self.flags:

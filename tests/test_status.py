@@ -216,7 +216,7 @@ def test_a_flagged_file_holds_the_card_back(card, dests, flag, on_both, fixable)
     assert [f["path"] for f in held] == [DAMAGED]
     assert held[0]["reason"] == flag
     if flag == "damaged_on_card":
-        assert held[0]["detail"] == "damaged on card: strict decode: Corrupt JPEG data"
+        assert held[0]["detail"] == "damaged on the card: strict decode: Corrupt JPEG data"
     else:
         assert held[0]["detail"].startswith(f"{flag.replace('_', ' ')} at {dests[0]}: ")
     s = result.report["summary"]
@@ -245,7 +245,7 @@ def test_damage_found_by_decode_holds_the_card_back(card, tmp_path):
     result = status(small, dests, device_of=devices(small, {dests[0]: DISK_1, dests[1]: DISK_2}))
     files = by_path(result)
     assert files[DAMAGED]["status"] == "not_safe"
-    assert files[DAMAGED]["detail"].startswith("damaged on card: ")
+    assert files[DAMAGED]["detail"].startswith("damaged on the card: ")
     assert files["DCIM/101NIKON/DSC_0012.JPG"]["status"] == "safe"
 
 
