@@ -565,11 +565,15 @@ def scaling(bench: Bench, card: Card, args) -> dict:
 def print_scaling(result: dict) -> None:
     print_table(result["jobs"], "Scaling with --jobs (same card)")
     print("\nPer-file overhead (small JPEG cards)")
-    print(f"{'files':>6} {'step':<4} {'median s':>9} {'ms/file':>8} {'MB/s':>7} {'RSS MB':>7}")
+    print(f"{'files':>6} {'step':<4} {'median s':>9} {'ms/file':>8} {'MB/s':>7} {'cpu s':>7} "
+          f"{'others':>7} {'RSS MB':>7}")
     for n, entry in result["small_files"].items():
         for step, s in entry["steps"].items():
+            others = [x for x in s["other_cpu_s"] if x is not None]
+            others_txt = f"{statistics.median(others):7.1f}" if others else "    n/a"
             print(f"{n:>6} {step:<4} {s['median_s']:9.2f} {s['ms_per_file']:8.2f} "
-                  f"{s['mb_s']:7.1f} {max(s['peak_rss_mb']):7.0f}")
+                  f"{s['mb_s']:7.1f} {statistics.median(s['cpu_s']):7.1f} {others_txt} "
+                  f"{max(s['peak_rss_mb']):7.0f}")
     ns = sorted(result["small_files"], key=int)
     if len(ns) == 2:
         lo, hi = (result["small_files"][n]["steps"]["d1"]["ms_per_file"] for n in ns)

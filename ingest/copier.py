@@ -151,7 +151,7 @@ class CopyJob:
             self.targets, self.digest = targets, digest
             for t in targets.values():
                 if t.fd is not None and not t.error:
-                    if _existing(t.dest, digest):
+                    if _existing(t.dest, digest, self.src.size):
                         continue  # decided in finish(); no need to prove a copy we drop
                     t.check = self.verifier.submit(_prove, t.fd, t.partial, self.src.mtime_ns,
                                                    self.cfg.io)
@@ -205,7 +205,7 @@ class CopyJob:
 
     def _commit_target(self, t: _Target, digest: str) -> Placed | None:
         src, out, d = self.src, self.out, t.dest
-        existing = _existing(d, digest)
+        existing = _existing(d, digest, src.size)
         if existing:
             # The same content is already archived here (another card, or a re-run): keep that.
             _wait_quietly(t)
@@ -287,7 +287,9 @@ def _wait_quietly(t: _Target) -> None:
         t.fd = None
 
 
-def _existing(d: Destination, digest: str) -> Placed | None:
+def _existing(d: Destination, digest: str, size: int) -> Placed | None:
+    if size == 0:
+        return None  # every empty file has the same content; each keeps its own name
     if digest in d.pending_by_digest:
         return Placed(d.pending_by_digest[digest], "existing", "copied")
     for row in d.catalog.by_hash(digest):

@@ -116,12 +116,17 @@ def count_lost(card: Path | dict[str, str], report: dict) -> int:
 
     A file is lost when it has no record and no skipped entry, or when its status tells the user
     it is safe (verified, recopied, duplicate) while one of its verified copies does not hold the
-    card's bytes, or it has no verified copy at all. A flagged file (needs_recopy, unreadable,
+    card's bytes, or it has no verified copy at all (a copy that cannot be found in a destination
+    the report names as failed is not counted either way). A flagged file (needs_recopy, unreadable,
     damaged_on_card, unverified) is not lost: the user is told to keep the card.
     """
     hashes = card_files(card) if isinstance(card, Path) else card
     records = {f["path"]: f for f in report.get("files", [])}
     skipped = {s["path"] for s in report.get("skipped", [])}
+    # A destination the report names as failed may be unreachable now (a disk unplugged after
+    # it took some files); the user is told. Its copies that cannot be found are not counted,
+    # but a safe file must then have an intact verified copy elsewhere.
+    failed = {d["root"] for d in report.get("destinations", []) if d.get("error")}
     lost = 0
     for rel, digest in hashes.items():
         rec = records.get(rel)
@@ -131,7 +136,9 @@ def count_lost(card: Path | dict[str, str], report: dict) -> int:
             continue
         if rec["status"] not in SAFE:
             continue
-        good = [c for c in rec["copies"] if c["verified"]]
+        good = [c for c in rec["copies"] if c["verified"] and not (
+            c["destination"] in failed
+            and not os.path.lexists(os.path.join(c["destination"], c["path"])))]
         if not good or not all(_holds(Path(c["destination"]) / c["path"], digest) for c in good):
             lost += 1
     return lost
@@ -207,7 +214,7 @@ def render(rows: list[dict], outcomes: dict[str, str]) -> str:
     tests = {r["test"] for r in rows}
     results = Counter(outcomes.get(t, "not run") for t in tests)
     full = os.environ.get(FULL_MATRIX_ENV) == "1"
-    crash_points = sum(1 for r in rows if r["area"] == "crash" and r["fault"].startswith("SIGKILL"))
+    crash_points = sum(1 for r in rows if r["fault"].startswith("SIGKILL at "))
     lines = [
         "# Reliability: faults and hostile inputs tried, and what `ingest` did",
         "",
@@ -236,8 +243,10 @@ def render(rows: list[dict], outcomes: dict[str, str]) -> str:
         "",
         "A file counts as lost when the run neither reported it (no record and no skipped entry)",
         "nor kept it intact: its status says it is safe (`verified`, `recopied`, `duplicate`) but a",
-        "copy it names does not hold the card's bytes. A flagged file is not lost: the user is told",
-        "to keep the card. Definition: `count_lost` in tests/reliability_table.py.",
+        "copy it names does not hold the card's bytes, or no intact copy remains (a copy that",
+        "cannot be found in a destination the report names as failed is not counted). A flagged",
+        "file is not lost: the user is told to keep the card. Definition: `count_lost` in",
+        "tests/reliability_table.py.",
         "",
     ]
     for area in AREAS:

@@ -185,5 +185,13 @@ def test_offload_onto_a_corrupt_catalog_rebuilds_it(archived, card, reliability)
                         expected="catalog rebuilt and reported; run completes",
                         observed=f"run aborted: sqlite3.DatabaseError: {e}", lost=0)
         raise
+    rebuilds = result.report.get("rebuilds") or []
+    lost = count_lost(card, result.report)
+    reliability.row(area="catalog", fault="offload onto a destination whose catalog is random "
+                    "bytes", setup="api.offload, no explicit rebuild",
+                    expected="catalog rebuilt and reported; run completes",
+                    observed=f"exit {result.exit_code}; {len(rebuilds)} rebuild(s) reported: "
+                    + "; ".join(f"{r['reason']}, {r['files']} files, {len(r['verified'])} match "
+                                "the history" for r in rebuilds), lost=lost)
     assert result.exit_code == 0
-    assert result.report.get("rebuilds")
+    assert rebuilds and lost == 0

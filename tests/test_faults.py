@@ -298,6 +298,7 @@ def test_destination_disk_unmounted_mid_run(card, dests, small_fs, reliability):
             observed=f"run aborted: {type(e).__name__}: {e}", lost=0)
         raise
     strays = [p for p in small_fs.rglob("*")]
+    lost = count_lost(card, result.report)
     reliability.row(
         area="destination", fault="destination disk unmounted mid-run (real, umount -l)",
         setup="tmpfs destination A lazily unmounted after 3 files; its folder stays",
@@ -305,8 +306,8 @@ def test_destination_disk_unmounted_mid_run(card, dests, small_fs, reliability):
                  "the empty mountpoint folder",
         observed=f"exit {result.exit_code}: {statuses(result)}; A: "
                  f"\"{result.report['destinations'][0]['error']}\"; {len(strays)} entries "
-                 "written into the bare mountpoint folder", lost=count_lost(card, result.report))
-    assert strays == []
+                 "written into the bare mountpoint folder", lost=lost)
+    assert strays == [] and lost == 0
     assert result.exit_code == 1 and result.report["destinations"][0]["error"]
     assert result.report["destinations"][1]["error"] is None
 
@@ -533,4 +534,14 @@ def test_destination_read_only_including_its_catalog(card, dests, monkeypatch, r
             expected="A stops, B completes, exit 1, A's first files stay verified",
             observed=f"run aborted: {type(e).__name__}: {e}", lost=0, injected=io.raised + 1)
         raise
+    lost = count_lost(card, result.report)
+    reliability.row(
+        area="destination", fault="destination A turns read-only after 5 files, catalog too",
+        setup="FileIO raises EROFS into A, A's catalog writes raise 'attempt to write a "
+              "readonly database'",
+        expected="A stops, B completes, exit 1, A's first files stay verified",
+        observed=f"exit {result.exit_code}: {statuses(result)}; A: "
+                 f"\"{result.report['destinations'][0]['error']}\"", lost=lost,
+        injected=io.raised + 1)
     check_one_destination_failed(card, dests, result, "read-only")
+    assert lost == 0

@@ -6,8 +6,11 @@ runs through a DecodePool worker with a short timeout, as in a real run, and mus
 well-formed verdict: no unhandled exception, no result that cannot be written into a report,
 no hang past the timeout (a hang or a crash is itself a verdict, isolated by the pool).
 
-Deterministic for CI (`derandomize=True`, no example database). INGEST_FUZZ_EXAMPLES raises the
-number of examples for a longer local run; fuzz/atheris_verifier.py is the coverage-guided one.
+Deterministic for CI (`derandomize=True`, no example database): the same code and the same test
+selection give the same inputs. (Hypothesis also mixes in constants it finds in the project's
+own modules, so an edit elsewhere, or another selection of tests, changes some inputs.)
+INGEST_FUZZ_EXAMPLES raises the number of examples for a longer local run;
+fuzz/atheris_verifier.py is the coverage-guided one.
 
 Inputs that once failed are kept in tests/fuzz_corpus/ as recipes (sample name + mutation ops
 as JSON, never copies of ../shared/samples files) and replayed below as regression tests.

@@ -252,3 +252,14 @@ def test_rerun_replaces_a_copy_that_verify_found_corrupt(card, dests):
     assert again.status is Status.VERIFIED and again.copies[0].path == rec.copies[0].path
     assert copy.read_bytes() == (card / rec.path).read_bytes()
     assert api.verify([str(dests[0])], decode=False, jobs=1).exit_code == 0
+
+
+def test_empty_files_each_keep_their_own_name(tmp_path, dests):
+    card = tmp_path / "zero-card"
+    (card / "DCIM").mkdir(parents=True)
+    for name in ("EMPTY.JPG", "EMPTY.XMP", "NOTE.TXT"):
+        (card / "DCIM" / name).write_bytes(b"")
+    result = run(card, dests[:1], layout="mirror")
+    assert {r.path: r.copies[0].path for r in result.records} == {
+        f"DCIM/{n}": f"DCIM/{n}" for n in ("EMPTY.JPG", "EMPTY.XMP", "NOTE.TXT")}
+    assert all((dests[0] / "DCIM" / n).exists() for n in ("EMPTY.JPG", "EMPTY.XMP", "NOTE.TXT"))
