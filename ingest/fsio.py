@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 
 import xxhash
@@ -138,3 +139,24 @@ def remove_stale_partials(folder: str, keep: Callable[[str], bool] = lambda n: F
 
 def set_mtime(path: str, mtime_ns: int) -> None:
     os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def write_atomic(path, data: bytes) -> None:
+    """A report or manifest appears whole or not at all: temp file, fsync, rename, fsync dir.
+    The temporary name ends in .tmp (never .mhl/.xml/.html), so no reader mistakes it."""
+    path = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    fsync_dir(folder)

@@ -16,7 +16,6 @@ import hashlib
 import os
 import re
 import socket
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Protocol
 
 import xxhash
 
-from ingest.fsio import PARTIAL_SUFFIX, fsync_dir
+from ingest.fsio import PARTIAL_SUFFIX, write_atomic
 
 MHL_NS = "urn:ASC:MHL:v2.0"
 CHAIN_NS = "urn:ASC:MHL:DIRECTORY:v2.0"
@@ -240,18 +239,7 @@ def _merge(first: Iterable[str], second: Iterable[str]) -> list[str]:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    # The temporary name ends in neither .mhl nor .xml, so ascmhl never mistakes it for a manifest.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(str(path.parent))
+    write_atomic(path, data)
 
 
 # --- reading ---------------------------------------------------------------------------------

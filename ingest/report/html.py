@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import os
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -19,6 +18,7 @@ from urllib.parse import quote
 
 from PIL import Image
 
+from ingest.fsio import write_atomic
 from ingest.model import ADVICE, FLAGGED, Status
 from ingest.report.pairs import group_pairs
 
@@ -526,18 +526,7 @@ def _span(start: object, end: object) -> str:
 
 
 def _write_atomically(out_path: Path, data: bytes) -> None:
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # os.open with 0o666 lets the user's umask decide the final permissions.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(out_path, data)
 
 
 _CSS = """

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
+
+from ingest.fsio import write_atomic
 
 
 def write_json(report: dict, target: str) -> None:
@@ -15,14 +15,4 @@ def write_json(report: dict, target: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    folder = os.path.dirname(os.path.abspath(target))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".report-", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(target, text.encode("utf-8"))

@@ -9,13 +9,11 @@ its own failing testcase so it cannot go unnoticed.
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from ingest.fsio import fsync_dir
+from ingest.fsio import write_atomic
 from ingest.model import ADVICE, FLAGGED, Status
 
 FAILURE_STATUSES = frozenset(str(s) for s in FLAGGED - {Status.UNVERIFIED})
@@ -96,18 +94,7 @@ def write_junit(report: dict, out_path: Path) -> Path:
     """Write the JUnit XML for `report` to `out_path` atomically (temp file, fsync, rename)."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    data = junit_xml(report)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(str(out_path.parent))
+    write_atomic(out_path, junit_xml(report))
     return out_path
 
 
