@@ -430,7 +430,9 @@ def summarize(runs: dict[str, list[Run]], nbytes: int) -> dict:
     out = {}
     for step, rs in runs.items():
         secs = [r.seconds for r in rs]
-        med = statistics.median(secs)
+        # A run that failed (e.g. ingest crashed) did not do the work: its time would flatter.
+        good = [r.seconds for r in rs if r.rc == 0] or secs
+        med = statistics.median(good)
         out[step] = {
             "what": DESCRIPTIONS.get(step, step),
             "median_s": med,
@@ -460,9 +462,12 @@ def judge(steps: dict, help_s: list[float] | None) -> list[dict]:
                 per_round.append({"ratio": ratio, "quiet": calm})
                 if calm:
                     quiet.append(ratio)
+            cpu = statistics.median(steps[num]["cpu_s"]) / max(
+                statistics.median(steps[d]["cpu_s"]) for d in dens)
             rows.append({"check": name, "value": value, "target": f"<= {limit}",
                          "pass": value <= limit, "rounds": per_round,
-                         "quiet_median": statistics.median(quiet) if quiet else None})
+                         "quiet_median": statistics.median(quiet) if quiet else None,
+                         "cpu_ratio": cpu})
     ingest_rss = [m for s in INGEST_STEPS if s in steps for m in steps[s]["peak_rss_mb"]]
     if ingest_rss:
         peak = max(ingest_rss)
@@ -512,10 +517,13 @@ def print_checks(rows: list[dict]) -> None:
             quiet = r["quiet_median"]
             line += f"   per round: {rounds}"
             line += f"   quiet rounds: {quiet:.2f}" if quiet is not None else "   no quiet round"
+            line += f"   cpu-time ratio: {r['cpu_ratio']:.2f}"
         print(line)
     if any(not x["quiet"] for r in rows for x in r.get("rounds", [])):
         print(f"(* a round where other processes used more than {NOISY_SHARE:.0%} of the "
               "machine during one of the steps compared)")
+    print("(medians leave out runs that exited non-zero when another run succeeded; cpu-time "
+          "ratio: of the steps' own CPU seconds, steadier than wall time on a shared machine)")
 
 
 # -------------------------------------------------------------------------------------------
