@@ -165,33 +165,12 @@ def _summary(console, report: dict, archives: list[str], repaired: bool) -> None
                       "a later run checks them first")
 
 
-class _Bar:
-    """A progress bar over verify's events (files checked of files due)."""
+def _Bar(console):  # noqa: N802 - reads like the class it makes
+    """Verify's bar: files checked of the files due."""
+    from ingest.report.terminal import EventBar
 
-    def __init__(self, console):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self.bar = Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("[dim]{task.fields[current]}"), console=console,
-                            transient=True)
-        self.task = None
-
-    def __enter__(self):
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.bar.__exit__(*exc)
-
-    def __call__(self, event: str, **info) -> None:
-        if event == "planned":
-            self.task = self.bar.add_task("verify", total=info["files"], current="")
-        elif self.task is None:
-            return
-        elif event == "file_start":
-            self.bar.update(self.task, current=info["path"][-40:])
-        elif event == "file_checked":
-            self.bar.advance(self.task)
+    return EventBar(console, "verifying", start="planned", total_key="files",
+                    step="file_checked", by_bytes=False)
 
 
 class _Null:

@@ -74,36 +74,9 @@ def _needs(n: int) -> str:
     return f"{n} verified copies on separate devices"
 
 
-class HashProgress:
-    """A rich progress bar over the card read (bytes, throughput, ETA, current file)."""
+def HashProgress(console):  # noqa: N802 - reads like the class it makes
+    """The status command's bar: bytes of the card hashed so far."""
+    from ingest.report.terminal import EventBar
 
-    def __init__(self, console):
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                            TransferSpeedColumn(), TimeRemainingColumn(),
-                            TextColumn("[dim]{task.fields[current]}"), console=console,
-                            transient=True)
-        self.task = None
-
-    def __enter__(self):
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.bar.__exit__(*exc)
-
-    def __call__(self, event: str, **info) -> None:
-        if event == "discovered":
-            self.task = self.bar.add_task("reading card", total=info["bytes"], current="")
-        elif event == "file_start" and self.task is not None:
-            self.bar.update(self.task, current=info["path"][-40:])
-        elif event == "file_hashed" and self.task is not None:
-            self.bar.advance(self.task, info["size"])
+    return EventBar(console, "reading card", start="discovered", total_key="bytes",
+                    step="file_hashed")

@@ -63,23 +63,28 @@ def render_summary(console, report: dict, next_command: list[str] | None) -> Non
         console.print(f"Next: {escape(shlex.join(next_command))}")
 
 
-class Progress:
-    """Adapts pipeline events to a rich progress bar (bytes, throughput, ETA, current file)."""
+class EventBar:
+    """A rich progress bar driven by a run's events: `start` sets the total (from the event's
+    `total_key`), `file_start` names the current file, `step` advances by the file's size
+    (bytes: throughput and ETA) or by one (a count of files)."""
 
-    def __init__(self, console):
+    def __init__(self, console, label: str, *, start: str, total_key: str, step: str,
+                 by_bytes: bool = True):
         from rich.progress import (
             BarColumn,
             DownloadColumn,
+            MofNCompleteColumn,
             TextColumn,
             TimeRemainingColumn,
             TransferSpeedColumn,
         )
         from rich.progress import Progress as RichProgress
 
-        self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                TransferSpeedColumn(), TimeRemainingColumn(),
+        amount = (DownloadColumn(), TransferSpeedColumn()) if by_bytes else (MofNCompleteColumn(),)
+        self.bar = RichProgress(TextColumn(label), BarColumn(), *amount, TimeRemainingColumn(),
                                 TextColumn("[dim]{task.fields[current]}"), console=console,
                                 transient=True)
+        self.start, self.total_key, self.step, self.by_bytes = start, total_key, step, by_bytes
         self.task = None
 
     def __enter__(self):
@@ -90,9 +95,17 @@ class Progress:
         self.bar.__exit__(*exc)
 
     def __call__(self, event: str, **info) -> None:
-        if event == "discovered":
-            self.task = self.bar.add_task("copying", total=info["bytes"], current="")
-        elif event == "file_start" and self.task is not None:
+        if event == self.start:
+            self.task = self.bar.add_task("", total=info[self.total_key], current="")
+        elif self.task is None:
+            return
+        elif event == "file_start":
             self.bar.update(self.task, current=info["path"][-40:])
-        elif event == "file_copied" and self.task is not None:
-            self.bar.advance(self.task, info["size"])
+        elif event == self.step:
+            self.bar.advance(self.task, info["size"] if self.by_bytes else 1)
+
+
+def Progress(console) -> EventBar:  # noqa: N802 - reads like the class it makes
+    """The offload's bar: bytes copied of the card's total."""
+    return EventBar(console, "copying", start="discovered", total_key="bytes",
+                    step="file_copied")
