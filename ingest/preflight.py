@@ -67,3 +67,25 @@ def _check_writable(dest: str, real: str) -> None:
     except OSError as e:
         raise UsageError(f"destination {dest} cannot be written ({e.strerror or e}): "
                          "check the disk is not read-only and you have permission") from None
+
+
+def check_catalogued(paths: list[str], noun: str, *, none: str, no_catalog: str) -> list[str]:
+    """Real paths of folders ingest offloaded to (status and verify only read them, so a
+    read-only disk is fine): each exists, holds a catalog, and is given once."""
+    from ingest.catalog import catalog_path
+
+    if not paths:
+        raise UsageError(none)
+    seen: dict[str, str] = {}
+    for given in paths:
+        real = _real(given)
+        if not os.path.isdir(real):
+            raise UsageError(f"{noun} {given} does not exist or is not a folder: "
+                             "mount the disk first")
+        if not os.path.isfile(catalog_path(real)):
+            raise UsageError(f"{noun} {given} has no ingest catalog (.ingest/catalog.sqlite): "
+                             f"{no_catalog}")
+        if real in seen:
+            raise UsageError(f"{noun} {given} is given twice (same folder as {seen[real]})")
+        seen[real] = given
+    return list(seen)

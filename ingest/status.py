@@ -22,7 +22,7 @@ from ingest.catalog import GOOD, Row, catalog_path
 from ingest.config import utc_now
 from ingest.discover import discover
 from ingest.model import ADVICE, FLAGGED, Status
-from ingest.preflight import UsageError, check_source
+from ingest.preflight import UsageError, check_catalogued, check_source
 
 SAFE, NOT_SAFE = "safe", "not_safe"
 ARCHIVE_NOTE = ("Copies were checked by catalog and size on disk, not re-read here: "
@@ -125,24 +125,9 @@ def card_status(source: str, destinations: list[str], *, min_copies: int = 2,
 
 # destinations and catalogs ------------------------------------------------------------------
 def _check_destinations(destinations: list[str]) -> list[str]:
-    """Status only reads, so a read-only archive disk is fine; but each must hold a catalog."""
-    if not destinations:
-        raise UsageError("give at least one destination")
-    seen: dict[str, str] = {}
-    out = []
-    for dest in destinations:
-        real = os.path.realpath(os.path.expanduser(dest))
-        if not os.path.isdir(real):
-            raise UsageError(f"destination {dest} does not exist or is not a folder: "
-                             "mount the disk first")
-        if not os.path.isfile(catalog_path(real)):
-            raise UsageError(f"destination {dest} has no ingest catalog "
-                             "(.ingest/catalog.sqlite): nothing was offloaded there yet")
-        if real in seen:
-            raise UsageError(f"destination {dest} is given twice (same folder as {seen[real]})")
-        seen[real] = dest
-        out.append(real)
-    return out
+    return check_catalogued(destinations, "destination",
+                            none="give at least one destination",
+                            no_catalog="nothing was offloaded there yet")
 
 
 class _ReadOnlyCatalog:

@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest import __version__
-from ingest.catalog import CATALOG_NAME, STATE_DIR, Catalog, catalog_path
+from ingest.catalog import CATALOG_NAME, STATE_DIR, Catalog
 from ingest.copier import Destination
 from ingest.kinds import classify
 from ingest.lock import DestinationLock
 from ingest.model import FLAGGED_VERIFY, Copy, FileRecord, Status
 from ingest.pipeline import PREVIEW_DIR, build_report, write_reports
 from ingest.power import battery_stop_reason, lower_priority
-from ingest.preflight import UsageError
+from ingest.preflight import UsageError, check_catalogued
 from ingest.verify import VerifyConfig, check, repair
 from ingest.verify.check import HashCheck
 from ingest.verify.plan import Item, build_plan
@@ -52,21 +52,9 @@ class VerifyResult:
 
 def check_archives(paths: list[str]) -> list[str]:
     """Real paths of the archives, or UsageError with one line the user can act on."""
-    if not paths:
-        raise UsageError("give at least one archive (a folder that ingest offloaded to)")
-    seen: dict[str, str] = {}
-    for given in paths:
-        real = os.path.realpath(os.path.expanduser(given))
-        if not os.path.isdir(real):
-            raise UsageError(f"archive {given} does not exist or is not a folder: "
-                             "mount the disk first")
-        if not os.path.isfile(catalog_path(real)):
-            raise UsageError(f"archive {given} has no ingest catalog ({STATE_DIR}/{CATALOG_NAME}): "
-                             "give a folder that ingest offloaded to")
-        if real in seen:
-            raise UsageError(f"archive {given} is given twice (same folder as {seen[real]})")
-        seen[real] = given
-    return list(seen)
+    return check_catalogued(paths, "archive",
+                            none="give at least one archive (a folder that ingest offloaded to)",
+                            no_catalog="give a folder that ingest offloaded to")
 
 
 def verify(cfg: VerifyConfig) -> VerifyResult:
