@@ -502,7 +502,7 @@ def verify_remote(url: str, cfg):
     the checks go into the remote catalog. Returns a `VerifyResult`."""
     from ingest.pipeline import build_report, write_reports
     from ingest.power import lower_priority
-    from ingest.verify.run import VerifyResult, _budget_note, _skipped
+    from ingest.verify.run import VerifyResult, _budget_note, _skipped, verify_facts
 
     require_s3(url)
     if cfg.backend == "dask" or cfg.scheduler:
@@ -532,16 +532,10 @@ def verify_remote(url: str, cfg):
     finally:
         dest.close()
     report = build_report("verify", None, [dest], records, None, started, finished, cfg)
-    seconds = (finished - started).total_seconds()
-    report["verify"] = {
-        "subset": f"{cfg.subset[0]}/{cfg.subset[1]}" if cfg.subset else None,
-        "max_seconds": cfg.max_seconds, "max_bytes": cfg.max_bytes,
-        "stopped": run.stop_reason, "checked": run.checked, "bytes_read": run.bytes_read,
-        "files_per_second": round(run.checked / seconds, 2) if seconds > 0 else None,
-        "outside_subset": run.outside_subset, "over_budget": len(over),
-        "not_started": len(run.not_started), "repaired": 0, "decode": cfg.decode,
-        "repair": False, "low_priority": priority, "backend": "local", "scheduler": None,
-    }
+    report["verify"] = verify_facts(
+        cfg, run, (finished - started).total_seconds(), outside_subset=run.outside_subset,
+        over_budget=len(over), repaired=0, repair=False, low_priority=priority,
+        backend="local", scheduler=None)
     write_reports(report, [], cfg)
     if cfg.destination_reports:
         dest.write_report(report)

@@ -267,11 +267,7 @@ def check_all(run: _Run, due: list[Item]) -> None:
             # sent only when a worker slot frees up, so budgets act on files not yet sent.
             for i, item in enumerate(due):
                 with lock:
-                    reason = run._stop_reason()
-                    if reason:
-                        run.stop_reason = reason
-                        run.not_started = due[i:]
-                        run.emit("stopped", reason=reason, remaining=len(run.not_started))
+                    if run.stop_before(due, i):
                         return
                     rec = check.new_record(item.root, item.rel, item.row)
                     run.records.append(rec)  # in send order, filled in when it comes back

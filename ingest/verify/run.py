@@ -94,21 +94,30 @@ def verify(cfg: VerifyConfig) -> VerifyResult:
             _add_mhl_generations(archives, run.facts, finished)
 
     report = build_report("verify", None, archives, records, None, started, finished, cfg)
-    seconds = (finished - started).total_seconds()
-    report["verify"] = {
+    report["verify"] = verify_facts(
+        cfg, run, (finished - started).total_seconds(),
+        outside_subset=sum(plan.outside_subset.values()), over_budget=len(plan.over_budget),
+        repaired=sum(a.files for a in archives), repair=cfg.repair, low_priority=priority,
+        backend="dask" if cfg.backend == "dask" or cfg.scheduler else "local",
+        scheduler=cfg.scheduler)
+    write_reports(report, [a.root for a in archives if not a.dead], cfg)
+    return VerifyResult(report, records, roots)
+
+
+def verify_facts(cfg: VerifyConfig, run, seconds: float, *, outside_subset: int,
+                 over_budget: int, repaired: int, repair: bool, low_priority,
+                 backend: str, scheduler: str | None) -> dict:
+    """The report's `verify` section: budgets, why the run stopped, and how far it got."""
+    return {
         "subset": f"{cfg.subset[0]}/{cfg.subset[1]}" if cfg.subset else None,
         "max_seconds": cfg.max_seconds, "max_bytes": cfg.max_bytes,
         "stopped": run.stop_reason, "checked": run.checked, "bytes_read": run.bytes_read,
         "files_per_second": round(run.checked / seconds, 2) if seconds > 0 else None,
-        "outside_subset": sum(plan.outside_subset.values()),
-        "over_budget": len(plan.over_budget), "not_started": len(run.not_started),
-        "repaired": sum(a.files for a in archives), "decode": cfg.decode,
-        "repair": cfg.repair, "low_priority": priority,
-        "backend": "dask" if cfg.backend == "dask" or cfg.scheduler else "local",
-        "scheduler": cfg.scheduler,
+        "outside_subset": outside_subset, "over_budget": over_budget,
+        "not_started": len(run.not_started), "repaired": repaired, "decode": cfg.decode,
+        "repair": repair, "low_priority": low_priority, "backend": backend,
+        "scheduler": scheduler,
     }
-    write_reports(report, [a.root for a in archives if not a.dead], cfg)
-    return VerifyResult(report, records, roots)
 
 
 def _open(stack: ExitStack, root: str, session: str, started: datetime) -> Destination:
@@ -171,15 +180,20 @@ class _Run:
             dask_backend.check_all(self, due)
             return
         for i, item in enumerate(due):
-            reason = self._stop_reason()
-            if reason:
-                self.stop_reason = reason
-                self.not_started = due[i:]
-                self.emit("stopped", reason=reason, remaining=len(self.not_started))
+            if self.stop_before(due, i):
                 break
             self._check_one(item)
             self._collect(block=False)
         self._collect(block=True)
+
+    def stop_before(self, due: list, i: int) -> bool:
+        """True when a budget or the battery says stop before `due[i]`; records what is left."""
+        reason = self._stop_reason()
+        if reason:
+            self.stop_reason = reason
+            self.not_started = due[i:]
+            self.emit("stopped", reason=reason, remaining=len(self.not_started))
+        return bool(reason)
 
     def _stop_reason(self) -> str | None:
         cfg = self.cfg
