@@ -54,7 +54,7 @@ SEED_SAMPLES = ["raw/kodak-dc50.KDC", "raw/apple-quicktake150.QTK", "raw/apple-q
                 "stubs/exiftool-stub-sigma-dp2.x3f", "unsupported/nikon-z9-he-jxl.dng"]
 VERDICTS = {"ok", "damaged", "unsupported"}
 # The decode workers' environment (see ingest/decode/pool.py): glibc reads it at start-up.
-WORKER_ENV = {"OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "MALLOC_PERTURB_": "255"}
 
 
 def split_input(data: bytes) -> tuple[str, bytes]:

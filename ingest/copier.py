@@ -111,8 +111,11 @@ class CopyJob:
 
     def __init__(self, src: SourceFile, dests: list[Destination], cfg: OffloadConfig,
                  session_id: str, volume: str | None, place: Callable[[CaptureInfo], str],
-                 verifier: Executor, extra_formats: tuple[str, ...] = ()):
+                 verifier: Executor, extra_formats: tuple[str, ...] = (),
+                 decode_next: bool = False):
         self.src, self.cfg, self.session_id, self.volume = src, cfg, session_id, volume
+        # The decode check reads the first destination's copy right after it is proven.
+        self.decode_next = decode_next
         self.place, self.verifier, self.extra_formats = place, verifier, extra_formats
         self.dests = dests
         self.out = CopyOutcome()
@@ -153,8 +156,9 @@ class CopyJob:
                 if t.fd is not None and not t.error:
                     if _existing(t.dest, digest, self.src.size):
                         continue  # decided in finish(); no need to prove a copy we drop
+                    keep = self.decode_next and t.dest is self.dests[0]
                     t.check = self.verifier.submit(_prove, t.fd, t.partial, self.src.mtime_ns,
-                                                   self.cfg.io)
+                                                   self.cfg.io, keep)
             return
 
     def ready(self) -> bool:
@@ -268,14 +272,15 @@ def _check_still_there(d: Destination) -> None:
                   "it and run again")
 
 
-def _prove(fd: int, partial: str, mtime_ns: int, io: fsio.FileIO) -> tuple[str, int]:
+def _prove(fd: int, partial: str, mtime_ns: int, io: fsio.FileIO,
+           keep_cached: bool = False) -> tuple[str, int]:
     """Verifier thread: make the partial durable, then hash it as the disk holds it."""
     try:
         io.fsync(fd)
     finally:
         os.close(fd)
     fsio.set_mtime(partial, mtime_ns)
-    return fsio.uncached_hash(partial, io)
+    return fsio.uncached_hash(partial, io, keep_cached=keep_cached)
 
 
 def _wait_quietly(t: _Target) -> None:
@@ -363,6 +368,9 @@ def _read_and_write(src: SourceFile, dests: list[Destination], cfg: OffloadConfi
                     _write(t, chunk, io)
     finally:
         os.close(fd)
+    for t in targets.values():
+        if t.fd is not None:
+            fsio.start_writeback(t.fd)
     out.extra_hashes = {fmt: hx.hexdigest() for fmt, hx in extra.items()}
     return h.hexdigest(), targets
 

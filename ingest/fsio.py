@@ -39,6 +39,25 @@ class FileIO:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
         return fd
 
+    def prefetch(self, path: str) -> None:
+        """Ask the kernel to start reading a card file we will copy next, and return at once.
+
+        Per-file readahead stops at the end of each file, so without this the copy thread
+        waits on the card at the start of every file (2.2 s of a 6 s copy of the 1 GB
+        benchmark card). Only a hint: any error is left for the real read to report."""
+        if not hasattr(os, "posix_fadvise"):
+            return
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return
+        try:  # readahead does not touch atime: no O_NOATIME needed
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
     def read(self, fd: int, size: int) -> bytes:
         return os.read(fd, size)
 
@@ -58,8 +77,13 @@ class FileIO:
         os.rename(src, dst)
 
 
-def uncached_hash(path: str, io: FileIO | None = None) -> tuple[str, int]:
-    """xxh3-128 of a file as the disk holds it. Returns (hex, bytes)."""
+def uncached_hash(path: str, io: FileIO | None = None, keep_cached: bool = False
+                  ) -> tuple[str, int]:
+    """xxh3-128 of a file as the disk holds it. Returns (hex, bytes).
+
+    `keep_cached` leaves the pages just read from disk in the cache, for a decode check that
+    reads the same file next: those are the bytes this hash proved, so reading them again
+    from disk would prove nothing more and cost a second disk read."""
     io = io or FileIO()
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -73,10 +97,21 @@ def uncached_hash(path: str, io: FileIO | None = None) -> tuple[str, int]:
         while chunk := io.read(fd, CHUNK):
             h.update(chunk)
             total += len(chunk)
-        drop_cache(fd)  # keep an archive check from flushing the user's cache
+        if not keep_cached:
+            drop_cache(fd)  # keep an archive check from flushing the user's cache
         return h.hexdigest(), total
     finally:
         os.close(fd)
+
+
+def start_writeback(fd: int) -> None:
+    """Have the kernel start writing a finished partial to disk now, without waiting.
+
+    The verifier's fsync then finds the pages mostly written instead of starting the whole
+    write itself: one card file's writeback overlaps the copying of the next ones. Linux starts
+    asynchronous writeback of dirty pages on POSIX_FADV_DONTNEED (and cannot drop them yet)."""
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def drop_cache(fd: int) -> None:

@@ -87,7 +87,11 @@ def offload(cfg: OffloadConfig) -> RunResult:
             run.history = read_history(Path(source))
         with run.decoder(), ThreadPoolExecutor(VERIFIER_THREADS, "read-back") as verifier:
             window: deque[tuple[SourceFile, CopyJob]] = deque()
-            for src in found.files:
+            for i, src in enumerate(found.files):
+                if i + 2 < len(found.files):
+                    cfg.io.prefetch(found.files[i + 2].abspath)
+                if i == 0 and len(found.files) > 1:
+                    cfg.io.prefetch(found.files[1].abspath)
                 if src.kind is Kind.SIDECAR:
                     _drain(window, run, records)  # it follows its image's final name
                 window.append((src, run.start_copy(src, verifier)))
@@ -188,7 +192,8 @@ class _Run:
         fmt = self._history_format(src)
         job = CopyJob(src, self.dests, self.cfg, self.session, self.volume,
                       place=lambda info: self._place(src, info), verifier=verifier,
-                      extra_formats=(fmt,) if fmt and fmt != "xxh128" else ())
+                      extra_formats=(fmt,) if fmt and fmt != "xxh128" else (),
+                      decode_next=self.cfg.decode and src.kind in IMAGE_KINDS)
         job.start()
         return job
 

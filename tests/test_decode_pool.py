@@ -139,6 +139,8 @@ def test_workers_exit_when_the_run_is_killed(tmp_path: Path) -> None:
         "pool = DecodePool(2, timeout=600)\n"
         "pool.submit('h', {'path': 'x', 'kind': 'raw', '_test_fault': 'hang'})\n"
         "pool.submit('g', {'path': 'x', 'kind': 'raw', '_test_fault': 'hang'})\n"
+        "while pool._executor is None or len(pool._executor._processes) < 2:\n"
+        "    time.sleep(0.05)\n"
         "print(*pool._executor._processes, flush=True)\n"
         "time.sleep(600)\n"
     )

@@ -100,7 +100,8 @@ def test_raw_embedded_preview_when_large_enough(tmp_path):
     assert (res["preview"]["width"], res["preview"]["height"]) == (1280, 850)
     res = _task(src, "raw", [tmp_path / "b.jpg"], size=512)
     assert res["preview"]["source"] == "embedded"
-    assert max(res["preview"]["width"], res["preview"]["height"]) == 512
+    # The embedded JPEG is decoded at the largest M/8 scale that fits: 3/8 of 1280 px.
+    assert (res["preview"]["width"], res["preview"]["height"]) == (480, 319)
 
 
 def test_raw_rendered_when_no_or_small_embedded_preview(tmp_path):

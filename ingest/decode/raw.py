@@ -551,18 +551,20 @@ class RawDecode:
     result: dict
     raw: rawpy.RawPy | None = None        # open and unpacked, for the preview; caller closes
     thumb: np.ndarray | None = None       # embedded preview pixels (RGB), already decoded
+    thumb_long_edge: int = 0              # the embedded preview's long edge as stored
     camera: str = ""
     data: bytes = b""                     # the file, for an embedded preview after a failure
 
 
 def _thumb_check(raw: rawpy.RawPy, long_edge: int | None = None
-                 ) -> tuple[dict, np.ndarray | None]:
+                 ) -> tuple[dict, np.ndarray | None, int]:
+    """(check, preview pixels, the preview's long edge as stored in the file)."""
     try:
         thumb = raw.extract_thumb()
     except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
-        return check("embedded_preview", True, "none in the file"), None
+        return check("embedded_preview", True, "none in the file"), None, 0
     except rawpy.LibRawError as exc:
-        return check("embedded_preview", False, f"{type(exc).__name__}: {exc}"), None
+        return check("embedded_preview", False, f"{type(exc).__name__}: {exc}"), None, 0
     if thumb.format == rawpy.ThumbFormat.JPEG:
         try:
             # Entropy decoding (where corruption shows) runs in full at any DCT scale, so one
@@ -571,14 +573,16 @@ def _thumb_check(raw: rawpy.RawPy, long_edge: int | None = None
             pixels = simplejpeg.decode_jpeg(thumb.data, strict=True,
                                             **scale_args(w, h, long_edge))
         except ValueError as exc:
-            return check("embedded_preview", False, f"embedded JPEG does not decode: {exc}"), None
-        h, w = pixels.shape[:2]
-        return check("embedded_preview", True, f"JPEG {w}x{h} decodes strictly"), pixels
+            return (check("embedded_preview", False, f"embedded JPEG does not decode: {exc}"),
+                    None, 0)
+        return check("embedded_preview", True, f"JPEG {w}x{h} decodes strictly"), pixels, \
+            max(w, h)
     pixels = np.asarray(thumb.data)
     if pixels.ndim != 3 or pixels.shape[2] != 3:
-        return check("embedded_preview", True, f"bitmap of shape {pixels.shape} (not shown)"), None
-    return check("embedded_preview", True,
-                 f"bitmap {pixels.shape[1]}x{pixels.shape[0]}"), pixels
+        return (check("embedded_preview", True, f"bitmap of shape {pixels.shape} (not shown)"),
+                None, 0)
+    return (check("embedded_preview", True, f"bitmap {pixels.shape[1]}x{pixels.shape[0]}"),
+            pixels, max(pixels.shape[:2]))
 
 
 def verify_raw(path: str, data: bytes, preview_long_edge: int | None = None) -> RawDecode:
@@ -611,9 +615,10 @@ def verify_raw(path: str, data: bytes, preview_long_edge: int | None = None) -> 
                                       black=min(raw.black_level_per_channel), white=white,
                                       colors=raw.num_colors, tile_width=tile_width))
     checks.append(nonzero_check(visible, raw.num_colors))
-    thumb_check, thumb = _thumb_check(raw, preview_long_edge)
+    thumb_check, thumb, thumb_long_edge = _thumb_check(raw, preview_long_edge)
     checks.append(thumb_check)
-    return RawDecode(outcome(name, checks), raw=raw, thumb=thumb, camera=camera)
+    return RawDecode(outcome(name, checks), raw=raw, thumb=thumb,
+                     thumb_long_edge=thumb_long_edge, camera=camera)
 
 
 def embedded_preview_only(data: bytes) -> tuple[np.ndarray, int] | None:

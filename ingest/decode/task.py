@@ -160,7 +160,8 @@ def _preview(holder, decode: dict, preq) -> tuple[dict | None, str | None]:
         return None, f"no preview: {decode['error'] or 'nothing decoded'}"
     if decode["decoder"].startswith("rawpy"):
         if holder.raw is not None:
-            return pv.preview_from_raw(holder.raw, holder.thumb, preq, partial=damaged), None
+            return pv.preview_from_raw(holder.raw, holder.thumb, preq, partial=damaged,
+                                       stored_long_edge=holder.thumb_long_edge), None
         from ingest.decode.raw import embedded_preview_only
         found = embedded_preview_only(holder.data)
         if found is None:

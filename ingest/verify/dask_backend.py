@@ -11,7 +11,7 @@ that each worker keeps (a worker plugin owns it). That gives the cluster the loc
 guarantees: a decoder that segfaults or hangs costs one file's verdict ("crashed" or
 "timeout"), never a Dask worker (whose death Dask would retry on the next worker, and then
 abort the whole run), and the decode process starts with `WORKER_ENV`
-(MALLOC_MMAP_THRESHOLD_ and one OpenMP thread; see decode/pool.py) whatever environment the
+(MALLOC_PERTURB_ and one OpenMP thread; see decode/pool.py) whatever environment the
 worker was started with. A worker must therefore be allowed to start processes: Dask's nanny
 starts workers as daemons unless `distributed.worker.daemon` is False
 (DASK_DISTRIBUTED__WORKER__DAEMON=False), which is checked before any file is sent.
