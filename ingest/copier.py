@@ -368,9 +368,6 @@ def _read_and_write(src: SourceFile, dests: list[Destination], cfg: OffloadConfi
                     _write(t, chunk, io)
     finally:
         os.close(fd)
-    for t in targets.values():
-        if t.fd is not None:
-            fsio.start_writeback(t.fd)
     out.extra_hashes = {fmt: hx.hexdigest() for fmt, hx in extra.items()}
     return h.hexdigest(), targets
 

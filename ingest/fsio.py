@@ -44,7 +44,8 @@ class FileIO:
 
         Per-file readahead stops at the end of each file, so without this the copy thread
         waits on the card at the start of every file (2.2 s of a 6 s copy of the 1 GB
-        benchmark card). Only a hint: any error is left for the real read to report."""
+        benchmark card). Only a hint: any error is left for the real read to report. It can
+        block while the disk is busy, so the pipeline calls it from a thread of its own."""
         if not hasattr(os, "posix_fadvise"):
             return
         try:
@@ -102,16 +103,6 @@ def uncached_hash(path: str, io: FileIO | None = None, keep_cached: bool = False
         return h.hexdigest(), total
     finally:
         os.close(fd)
-
-
-def start_writeback(fd: int) -> None:
-    """Have the kernel start writing a finished partial to disk now, without waiting.
-
-    The verifier's fsync then finds the pages mostly written instead of starting the whole
-    write itself: one card file's writeback overlaps the copying of the next ones. Linux starts
-    asynchronous writeback of dirty pages on POSIX_FADV_DONTNEED (and cannot drop them yet)."""
-    if hasattr(os, "posix_fadvise"):
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def drop_cache(fd: int) -> None:

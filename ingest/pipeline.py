@@ -85,13 +85,15 @@ def offload(cfg: OffloadConfig) -> RunResult:
             from ingest.mhl import read_history
 
             run.history = read_history(Path(source))
-        with run.decoder(), ThreadPoolExecutor(VERIFIER_THREADS, "read-back") as verifier:
+        with run.decoder(), ThreadPoolExecutor(VERIFIER_THREADS, "read-back") as verifier, \
+                ThreadPoolExecutor(1, "prefetch") as prefetcher:
             window: deque[tuple[SourceFile, CopyJob]] = deque()
+            for src in found.files[1:PREFETCH_FILES]:
+                prefetcher.submit(cfg.io.prefetch, src.abspath)
             for i, src in enumerate(found.files):
-                if i + 2 < len(found.files):
-                    cfg.io.prefetch(found.files[i + 2].abspath)
-                if i == 0 and len(found.files) > 1:
-                    cfg.io.prefetch(found.files[1].abspath)
+                if i + PREFETCH_FILES < len(found.files):
+                    # The hint can block while the disk is busy: not on the copy thread.
+                    prefetcher.submit(cfg.io.prefetch, found.files[i + PREFETCH_FILES].abspath)
                 if src.kind is Kind.SIDECAR:
                     _drain(window, run, records)  # it follows its image's final name
                 window.append((src, run.start_copy(src, verifier)))
@@ -301,6 +303,8 @@ class _Run:
 # Files whose copies are being proven while the next ones are copied. Bounded so that a crash
 # leaves little unrecorded work and memory stays flat.
 VERIFIER_THREADS = 4
+# Card files whose reading the kernel is asked to start before the copy thread gets to them.
+PREFETCH_FILES = 2
 WINDOW_FILES = 32
 WINDOW_BYTES = 512 * 1024 * 1024
 

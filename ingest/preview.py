@@ -127,7 +127,10 @@ def write_preview(img: Image.Image, req: PreviewRequest) -> list[str]:
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=req.quality, exif=exif_bytes(req.capture_time),
              optimize=False)
-    payload = buf.getvalue()
+    return _write_all(buf.getvalue(), req)
+
+
+def _write_all(payload: bytes, req: PreviewRequest) -> list[str]:
     written = []
     for out in req.out:
         folder = os.path.dirname(out) or "."
@@ -147,14 +150,52 @@ def write_preview(img: Image.Image, req: PreviewRequest) -> list[str]:
     return written
 
 
-def _summary(written: list[str], source: str, img: Image.Image, partial: bool) -> dict:
-    return {"written": written, "source": source, "width": img.size[0], "height": img.size[1],
+def _summary(written: list[str], source: str, img: Image.Image | tuple[int, int],
+             partial: bool) -> dict:
+    width, height = img if isinstance(img, tuple) else img.size
+    return {"written": written, "source": source, "width": width, "height": height,
             "partial": partial}
+
+
+# EXIF Orientation -> the same turn of a (rows, columns, channels) array.
+_ORIENT_ARRAY = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def encode_array(rgb: np.ndarray, req: PreviewRequest) -> bytes:
+    """libjpeg-turbo straight from an 8-bit RGB array, with the EXIF block spliced in after
+    the JFIF header (simplejpeg writes none)."""
+    import simplejpeg
+
+    jpeg = simplejpeg.encode_jpeg(np.ascontiguousarray(rgb), quality=req.quality,
+                                  colorspace="RGB", colorsubsampling="420")
+    exif = exif_bytes(req.capture_time)
+    at = 2
+    if jpeg[2:4] == b"\xff\xe0":  # APP0 (JFIF) stays first, where JFIF readers look for it
+        at = 4 + int.from_bytes(jpeg[4:6], "big")
+    return jpeg[:at] + b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif + jpeg[at:]
 
 
 def preview_from_pixels(pixels: np.ndarray, req: PreviewRequest, *, orientation: int = 1,
                         icc: bytes | None = None, partial: bool = False) -> dict:
-    """JPEG/HEIF/TIFF: the decoded (possibly DCT-reduced) pixels, made upright and fitted."""
+    """JPEG/HEIF/TIFF: the decoded (possibly DCT-reduced) pixels, made upright and fitted.
+
+    The common case (8-bit RGB that already fits, no colour profile to convert from) goes
+    from the decoder's array to the encoder without a Pillow image: making one and turning it
+    upright cost more than the encode itself (5 + 4 ms against 13 ms for 3 MP)."""
+    a = np.asarray(pixels)
+    if (a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3
+            and max(a.shape[:2]) <= req.size and not icc):
+        a = _ORIENT_ARRAY.get(orientation, lambda x: x)(a)
+        size = (a.shape[1], a.shape[0])
+        return _summary(_write_all(encode_array(a, req), req), "image", size, partial)
     img = fit(orient(to_rgb_image(pixels), orientation), req.size)
     img = to_srgb(img, icc)
     return _summary(write_preview(img, req), "image", img, partial)

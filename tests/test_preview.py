@@ -41,7 +41,12 @@ def _near(pixel, colour) -> bool:
 
 @pytest.mark.parametrize(("orientation", "red_at", "blue_at"), [
     (1, "top-left", "top-right"),
+    (2, "top-right", "top-left"),       # mirrored
+    (3, "bottom-right", "bottom-left"),  # turned 180
+    (4, "bottom-left", "bottom-right"),  # flipped
+    (5, "top-left", "bottom-left"),     # transposed
     (6, "top-right", "bottom-right"),   # stored top-left ends up top-right when turned CW
+    (7, "bottom-right", "top-right"),   # transversed
     (8, "bottom-left", "top-left"),
 ])
 def test_jpeg_preview_is_upright_with_swapped_dims(tmp_path, orientation, red_at, blue_at):
@@ -54,7 +59,7 @@ def test_jpeg_preview_is_upright_with_swapped_dims(tmp_path, orientation, red_at
         assert 0x0112 not in im.getexif()
         rgb = np.asarray(im.convert("RGB"))
     h, w = rgb.shape[:2]
-    assert (w, h) == ((300, 200) if orientation == 1 else (200, 300))
+    assert (w, h) == ((300, 200) if orientation <= 4 else (200, 300))
     assert (res["preview"]["width"], res["preview"]["height"]) == (w, h)
     corners = {"top-left": rgb[5, 5], "top-right": rgb[5, w - 6],
                "bottom-left": rgb[h - 6, 5], "bottom-right": rgb[h - 6, w - 6]}
