@@ -105,7 +105,8 @@ def verify_jpeg(data: bytes, preview_long_edge: int | None = None) -> JpegDecode
         return JpegDecode(outcome(name, checks, verdict=DAMAGED))
     cs = "CMYK" if colorspace.upper() in ("CMYK", "YCCK") else "RGB"
     scale = scale_args(width, height, preview_long_edge)
-    orientation, icc = _metadata(data)
+    # Orientation and colour profile only shape the preview: no Pillow parse without one.
+    orientation, icc = _metadata(data) if preview_long_edge else (1, None)
     try:
         pixels = _decode(data, cs, True, scale)
     except ValueError as exc:
