@@ -72,8 +72,8 @@ def _jobs(value: int | None) -> int:
 @click.option("--no-decode", is_flag=True, help="Skip the decode check (hash verification only).")
 @click.option("--no-previews", is_flag=True, help="Do not write JPEG previews.")
 @click.option("--preview-size", default=2048, show_default=True, type=click.IntRange(64, 16384),
-              help="Largest long edge of previews in pixels (a JPEG's preview is its decode at "
-                   "the largest 1/8 scale step that fits: 2/3 of this or more).")
+              help="Largest long edge of previews in pixels (a JPEG's preview is its own decode "
+                   "at a reduced scale: 2/3 of this or more).")
 @click.option("--s3-endpoint", metavar="URL", default=None,
               help="S3-compatible endpoint for s3:// destinations (default: AWS_ENDPOINT_URL_S3, "
                    "AWS_ENDPOINT_URL, ~/.aws/config, else AWS).")

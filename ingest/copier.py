@@ -114,7 +114,8 @@ class CopyJob:
                  verifier: Executor, extra_formats: tuple[str, ...] = (),
                  decode_next: bool = False):
         self.src, self.cfg, self.session_id, self.volume = src, cfg, session_id, volume
-        # The decode check reads the first destination's copy right after it is proven.
+        # The decode check reads the first verified copy right after it is proven: the first
+        # destination's, unless that one failed (then it is re-read from disk; only slower).
         self.decode_next = decode_next
         self.place, self.verifier, self.extra_formats = place, verifier, extra_formats
         self.dests = dests

@@ -88,12 +88,17 @@ def offload(cfg: OffloadConfig) -> RunResult:
         with run.decoder(), ThreadPoolExecutor(VERIFIER_THREADS, "read-back") as verifier, \
                 ThreadPoolExecutor(1, "prefetch") as prefetcher:
             window: deque[tuple[SourceFile, CopyJob]] = deque()
-            for src in found.files[1:PREFETCH_FILES]:
-                prefetcher.submit(cfg.io.prefetch, src.abspath)
+            hints: deque = deque()  # at most PREFETCH_FILES: a stalling reader gets no more
+            next_hint = 1
             for i, src in enumerate(found.files):
-                if i + PREFETCH_FILES < len(found.files):
-                    # The hint can block while the disk is busy: not on the copy thread.
-                    prefetcher.submit(cfg.io.prefetch, found.files[i + PREFETCH_FILES].abspath)
+                # The hint can block while the disk is busy: not on the copy thread.
+                while hints and hints[0].done():
+                    hints.popleft()
+                next_hint = max(next_hint, i + 1)
+                while next_hint < min(i + PREFETCH_FILES + 1, len(found.files)) \
+                        and len(hints) < PREFETCH_FILES:
+                    hints.append(prefetcher.submit(cfg.io.prefetch, found.files[next_hint].abspath))
+                    next_hint += 1
                 if src.kind is Kind.SIDECAR:
                     _drain(window, run, records)  # it follows its image's final name
                 window.append((src, run.start_copy(src, verifier)))
@@ -101,6 +106,8 @@ def offload(cfg: OffloadConfig) -> RunResult:
                     records.append(run.finish_copy(*window.popleft()))
                 run.collect(block=False)
             _drain(window, run, records)
+            for hint in hints:
+                hint.cancel()
             for d in dests:
                 d.flush()  # a destination whose catalog fails here is marked dead
             run.collect(block=True)

@@ -267,8 +267,9 @@ def test_damage_matrix(tmp_path, built_card):
 
 def test_stale_heap_does_not_hide_undecoded_tiles(tmp_path):
     """LibRaw leaves LJ92 tiles it cannot decode uninitialised. After other decodes in the same
-    process they held old pixels and a 64 KiB zero block passed as ok; pool workers get fresh
-    pages for large buffers, so the tiles read as zeros however many files came before."""
+    process they held old pixels and a 64 KiB zero block passed as ok; pool workers have glibc
+    zero what malloc hands out (MALLOC_PERTURB_), so the tiles read as zeros however many files
+    came before."""
     raw_dir = SAMPLES / "raw"
     if not raw_dir.is_dir():
         pytest.skip(f"real camera samples not found at {raw_dir}")

@@ -170,3 +170,32 @@ def _alive(pid: int) -> bool:
             return fh.read().split(") ", 1)[1][0] != "Z"
     except OSError:
         return False
+
+
+def test_workers_that_cannot_start_give_each_file_a_result(monkeypatch) -> None:
+    """No worker process can be made (out of file descriptors, /dev/shm full): every file
+    still gets a 'crashed' result naming why, and drain() returns instead of waiting."""
+    def no_workers(self):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(DecodePool, "_new_executor", no_workers)
+    reqs = _requests()[:3]
+    results = _run_pool(2, reqs)
+    assert sorted(results) == sorted(k for k, _ in reqs)
+    for res in results.values():
+        assert res["decode"]["verdict"] == "crashed"
+        assert "Too many open files" in res["decode"]["error"]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_drain_reports_a_dead_pump_instead_of_waiting_forever(monkeypatch) -> None:
+    """A bug that kills the pump thread outright must surface as an error, not a hang."""
+    def broken(self, wake):
+        raise SystemExit("pump bug")
+
+    monkeypatch.setattr(DecodePool, "_step", broken)
+    key, req = _requests()[0]
+    with DecodePool(1) as pool:
+        pool.submit(key, req)
+        with pytest.raises(RuntimeError, match="decode pool stopped"):
+            pool.drain()

@@ -25,14 +25,21 @@ def _task(path: Path, kind: str, outs: list[Path], size: int = 2048, when: str |
     return run_task(req)
 
 
-def _marked_jpeg(path: Path, orientation: int, w: int = 300, h: int = 200) -> None:
-    """Stored pixels: grey, a red block at the stored top-left, blue at the stored top-right."""
+def _marked_jpeg(path: Path, orientation: int, w: int = 300, h: int = 200,
+                 icc: bool = False) -> None:
+    """Stored pixels: grey, a red block at the stored top-left, blue at the stored top-right.
+    With `icc`, an sRGB profile too, which sends the preview through Pillow."""
     a = np.full((h, w, 3), 128, np.uint8)
     a[:40, :40] = RED
     a[:40, -40:] = BLUE
     exif = Image.Exif()
     exif[0x0112] = orientation
-    Image.fromarray(a).save(path, "JPEG", quality=95, exif=exif.tobytes())
+    extra = {}
+    if icc:
+        from PIL import ImageCms
+
+        extra["icc_profile"] = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(a).save(path, "JPEG", quality=95, exif=exif.tobytes(), **extra)
 
 
 def _near(pixel, colour) -> bool:
@@ -49,9 +56,10 @@ def _near(pixel, colour) -> bool:
     (7, "bottom-right", "top-right"),   # transversed
     (8, "bottom-left", "top-left"),
 ])
-def test_jpeg_preview_is_upright_with_swapped_dims(tmp_path, orientation, red_at, blue_at):
+@pytest.mark.parametrize("icc", [False, True], ids=["array-path", "pillow-path"])
+def test_jpeg_preview_is_upright_with_swapped_dims(tmp_path, orientation, red_at, blue_at, icc):
     src = tmp_path / "in.jpg"
-    _marked_jpeg(src, orientation)
+    _marked_jpeg(src, orientation, icc=icc)
     out = tmp_path / "p" / "in.jpg"
     res = _task(src, "jpeg", [out])
     assert res["decode"]["verdict"] == "ok"

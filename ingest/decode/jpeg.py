@@ -12,7 +12,8 @@ fills, bit flips) gives the same strict-mode result at full size and at each of 
 The scale is one whose long edge fits the preview size (see scale_args), so the decode's own
 pixels are the preview and are never resampled: Pillow's resize cost more than the decode
 itself (0.14 s to take a 3264 px photo's 6/8-scale pixels down to 2048 px, against 0.04 s to
-decode it at 1/2, 1632 px). A preview's long edge is between 2/3 of the size and the size.
+decode it at 1/2, 1632 px). A preview's long edge is between 2/3 of the size and the size;
+only photos more than 4 times the size are decoded larger and then resized.
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ def scale_args(width: int, height: int, long_edge: int | None) -> dict:
     (1/8 when there is no preview). 1/1, 1/2, 1/4 and 1/8 have SIMD code in libjpeg-turbo and
     decode in about half the time of the steps between (36 vs 64 ms for 3264 px at 1/2 and
     5/8), so the largest of those is taken instead when it still reaches 2/3 of `long_edge`.
-    When even the chosen step is under 2/3 of `long_edge` (only for images over 5.3 times the
-    preview size) the next step up is used and the preview is resized.
+    When even the chosen step is under 2/3 of `long_edge` (images 4 to 5.3 times the preview
+    size) the next step up is used, and above 8 times even 1/8 is too large: in those cases
+    the preview is resized.
 
     libjpeg-turbo makes a side of M/8 scale ceil(side * M / 8) pixels and simplejpeg picks the
     smallest scale reaching min_width/min_height, so asking for exactly that size selects M."""

@@ -21,8 +21,9 @@ in the 1 GB benchmark). `submit`, `poll` and `drain` only touch queues shared wi
 Workers run with one OpenMP/BLAS thread each: LibRaw is built with OpenMP and would otherwise
 start a thread per core in every worker.
 
-Workers also have glibc zero every block malloc hands out (MALLOC_PERTURB_=255 fills new
-blocks with 255 ^ 0xff): LibRaw leaves the tiles of a lossless-JPEG DNG that it fails to decode
+Workers also have glibc zero the blocks malloc hands out (MALLOC_PERTURB_=255 fills each block
+_int_malloc returns with 255 ^ 0xff; only tiny blocks from the thread cache skip it, and freed
+memory reads 0xff): LibRaw leaves the tiles of a lossless-JPEG DNG that it fails to decode
 uninitialised, without raising. In a fresh process they read as zeros, which the content
 checks flag; in a worker that has decoded other files they held stale heap data, pixels of an
 earlier image, and the damage passed as "ok" (measured on the D5000 sample with a 64 KiB zero
@@ -126,6 +127,7 @@ class DecodePool:
         with self._cond:
             self._closing = True
             self._poke()
+            self._cond.notify_all()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -135,7 +137,9 @@ class DecodePool:
     def submit(self, key: Any, req: dict) -> None:
         """Queue one task; blocks only while `max_in_flight` tasks are unfinished."""
         with self._cond:
-            self._cond.wait_for(lambda: self._unfinished < self.max_in_flight)
+            if self._closing:
+                raise RuntimeError("decode pool is closed")
+            self._wait_for(lambda: self._unfinished < self.max_in_flight)
             self._inbox.append((key, req))
             self._unfinished += 1
             if self._thread is None:
@@ -153,9 +157,16 @@ class DecodePool:
     def drain(self) -> list[tuple[Any, dict]]:
         """Wait for every submitted task."""
         with self._cond:
-            self._cond.wait_for(lambda: self._unfinished == 0)
+            self._wait_for(lambda: self._unfinished == 0)
             out, self._done = self._done, []
         return out
+
+    def _wait_for(self, ready) -> None:
+        """Under _cond: wait until ready(); a pump thread that died cannot make it so."""
+        while not self._cond.wait_for(ready, timeout=1.0):
+            if self._closing or (self._thread is not None and not self._thread.is_alive()):
+                raise RuntimeError("decode pool stopped: its pump thread is gone "
+                                   f"with {self._unfinished} files unchecked")
 
     def _poke(self) -> None:
         if not self._wake.done():
@@ -174,7 +185,7 @@ class DecodePool:
                 wake = self._wake
             try:
                 self._step(wake)
-            except Exception as exc:  # noqa: BLE001 - a pool bug must not hang the run
+            except Exception as exc:  # noqa: BLE001 - a pool bug costs verdicts, not the run
                 self._fail_everything(f"decode pool failed ({type(exc).__name__}: {exc})")
             if self._finished:
                 with self._cond:
@@ -192,13 +203,6 @@ class DecodePool:
         self._backlog.clear()
         self._kill_executor()
         self._finished += [(k, _failed(r, CRASHED, error, 0.0)) for k, r in tasks]
-
-    def _in_flight(self) -> int:
-        return len(self._running) + len(self._backlog) + len(self._suspects)
-
-    def _take(self) -> list[tuple[Any, dict]]:
-        out, self._finished = self._finished, []
-        return out
 
     def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.jobs, timeout=IDLE_WORKER_SECONDS,
@@ -234,9 +238,9 @@ class DecodePool:
 
     def _start(self, key: Any, req: dict, *, isolated: bool) -> None:
         for attempt in range(2):
-            if self._executor is None:
-                self._executor = self._ready_executor()
-            try:
+            try:  # making workers can fail too (no file descriptors, /dev/shm full)
+                if self._executor is None:
+                    self._executor = self._ready_executor()
                 future = self._executor.submit(run_task, req)
             except Exception as exc:  # noqa: BLE001 - broken or shut down: start afresh once
                 self._kill_executor()
