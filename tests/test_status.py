@@ -305,11 +305,13 @@ class FailingIO(fsio.FileIO):
 
     def open_source(self, path):
         fd = super().open_source(path)
-        self.paths[fd] = path
+        self.paths[fd] = (path, os.fstat(fd).st_ino)
         return fd
 
     def read(self, fd, size):
-        if self.paths.get(fd, "").endswith(self.name):
+        # fd numbers are reused (read-back, prefetch): match the open file, not the number.
+        path, ino = self.paths.get(fd, ("", None))
+        if path.endswith(self.name) and os.fstat(fd).st_ino == ino:
             raise OSError(errno.EIO, "Input/output error")
         return super().read(fd, size)
 
