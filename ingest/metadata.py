@@ -42,22 +42,17 @@ _EXIF_KINDS = frozenset({Kind.RAW, Kind.JPEG, Kind.HEIF, Kind.TIFF})
 
 def capture_info(head: bytes, kind: Kind, mtime_ns: int) -> CaptureInfo:
     """Never raises: metadata is a convenience for the layout, never a reason to fail a copy."""
-    try:
-        return _capture_info(head, kind, mtime_ns)
-    except Exception:  # noqa: BLE001 - a parser bug costs the date, never the photo
-        return CaptureInfo(datetime.fromtimestamp(mtime_ns / 1e9), None, None, "mtime")
-
-
-def _capture_info(head: bytes, kind: Kind, mtime_ns: int) -> CaptureInfo:
+    info = None
     if kind in _EXIF_KINDS:
-        info = _from_exif(head)
-        if (info is None or info.time is None) and kind is Kind.RAW:
-            info = _from_embedded_tiff(head) or info
-        if info is not None and info.time is not None:
-            return info
-        make, model = (info.make, info.model) if info else (None, None)
-    else:
-        make = model = None
+        try:
+            info = _from_exif(head)
+            if (info is None or info.time is None) and kind is Kind.RAW:
+                info = _from_embedded_tiff(head) or info
+        except Exception:  # noqa: BLE001 - a parser bug costs the date, never the photo
+            info = None
+    if info is not None and info.time is not None:
+        return info
+    make, model = (info.make, info.model) if info else (None, None)
     return CaptureInfo(datetime.fromtimestamp(mtime_ns / 1e9), make, model, "mtime")
 
 

@@ -88,17 +88,9 @@ def offload(cfg: OffloadConfig) -> RunResult:
         with run.decoder(), ThreadPoolExecutor(VERIFIER_THREADS, "read-back") as verifier, \
                 ThreadPoolExecutor(1, "prefetch") as prefetcher:
             window: deque[tuple[SourceFile, CopyJob]] = deque()
-            hints: deque = deque()  # at most PREFETCH_FILES: a stalling reader gets no more
-            next_hint = 1
+            ahead = _Prefetch(found.files, cfg.io, prefetcher)
             for i, src in enumerate(found.files):
-                # The hint can block while the disk is busy: not on the copy thread.
-                while hints and hints[0].done():
-                    hints.popleft()
-                next_hint = max(next_hint, i + 1)
-                while next_hint < min(i + PREFETCH_FILES + 1, len(found.files)) \
-                        and len(hints) < PREFETCH_FILES:
-                    hints.append(prefetcher.submit(cfg.io.prefetch, found.files[next_hint].abspath))
-                    next_hint += 1
+                ahead.before(i)
                 if src.kind is Kind.SIDECAR:
                     _drain(window, run, records)  # it follows its image's final name
                 window.append((src, run.start_copy(src, verifier)))
@@ -106,8 +98,7 @@ def offload(cfg: OffloadConfig) -> RunResult:
                     records.append(run.finish_copy(*window.popleft()))
                 run.collect(block=False)
             _drain(window, run, records)
-            for hint in hints:
-                hint.cancel()
+            ahead.cancel()
             for d in dests:
                 d.flush()  # a destination whose catalog fails here is marked dead
             run.collect(block=True)
@@ -314,6 +305,31 @@ VERIFIER_THREADS = 4
 PREFETCH_FILES = 2
 WINDOW_FILES = 32
 WINDOW_BYTES = 512 * 1024 * 1024
+
+
+class _Prefetch:
+    """Read-ahead hints for the next card files, from a thread of their own: a hint can block
+    while the disk is busy. At most PREFETCH_FILES wait, so a stalling reader gets no more."""
+
+    def __init__(self, files: list[SourceFile], io, executor: ThreadPoolExecutor):
+        self.files, self.io, self.executor = files, io, executor
+        self.hints: deque = deque()
+        self.next = 1  # the first file is read at once, never hinted
+
+    def before(self, i: int) -> None:
+        """Called as file i is about to be copied."""
+        while self.hints and self.hints[0].done():
+            self.hints.popleft()
+        self.next = max(self.next, i + 1)
+        end = min(i + PREFETCH_FILES + 1, len(self.files))
+        while self.next < end and len(self.hints) < PREFETCH_FILES:
+            path = self.files[self.next].abspath
+            self.hints.append(self.executor.submit(self.io.prefetch, path))
+            self.next += 1
+
+    def cancel(self) -> None:
+        for hint in self.hints:
+            hint.cancel()
 
 
 def _too_much(window: deque) -> bool:
