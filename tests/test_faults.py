@@ -287,26 +287,22 @@ def test_destination_disk_unmounted_mid_run(card, dests, small_fs, reliability):
             if len(copied) == 3:  # the disk goes; its mountpoint folder stays behind, empty
                 subprocess.run(["umount", "-l", str(small_fs)], check=True)
 
+    case = dict(
+        area="destination", fault="destination disk unmounted mid-run (real, umount -l)",
+        setup="tmpfs destination A lazily unmounted after 3 files; its folder stays",
+        expected="A stops (its disk is gone), B completes, exit 1, nothing written into "
+                 "the empty mountpoint folder")
     try:
         result = run(card, target, progress=progress)
     except Exception as e:
-        reliability.row(
-            area="destination", fault="destination disk unmounted mid-run (real, umount -l)",
-            setup="tmpfs destination A lazily unmounted after 3 files; its folder stays",
-            expected="A stops (its disk is gone), B completes, exit 1, nothing written into "
-                     "the empty mountpoint folder",
-            observed=f"run aborted: {type(e).__name__}: {e}", lost=0)
+        reliability.row(**case, observed=f"run aborted: {type(e).__name__}: {e}", lost=0)
         raise
     strays = [p for p in small_fs.rglob("*")]
     lost = count_lost(card, result.report)
     reliability.row(
-        area="destination", fault="destination disk unmounted mid-run (real, umount -l)",
-        setup="tmpfs destination A lazily unmounted after 3 files; its folder stays",
-        expected="A stops (its disk is gone), B completes, exit 1, nothing written into "
-                 "the empty mountpoint folder",
-        observed=f"exit {result.exit_code}: {statuses(result)}; A: "
-                 f"\"{result.report['destinations'][0]['error']}\"; {len(strays)} entries "
-                 "written into the bare mountpoint folder", lost=lost)
+        **case, observed=f"exit {result.exit_code}: {statuses(result)}; A: "
+                         f"\"{result.report['destinations'][0]['error']}\"; {len(strays)} "
+                         "entries written into the bare mountpoint folder", lost=lost)
     assert strays == [] and lost == 0
     assert result.exit_code == 1 and result.report["destinations"][0]["error"]
     assert result.report["destinations"][1]["error"] is None

@@ -206,42 +206,36 @@ def _record(reliability, tally: Tally, what: str) -> None:
                  f"{len(tally.kept)}", lost=0, injected=0, fuzzed=tally.inputs)
 
 
+def _fuzz(pool, workdir, cache: dict[str, bytes], examples: int) -> Tally:
+    """Hypothesis mutations of the cached inputs through run_task; every outcome tallied."""
+    tally = Tally()
+
+    @settings(max_examples=EXAMPLES or examples, **_SETTINGS)
+    @given(source=st.sampled_from(list(cache)), ops=RECIPES)
+    def one(source, ops):
+        result = verify_input(pool, workdir, source, mutate(cache[source], ops))
+        tally.add(source, ops, result)
+
+    one()
+    for kept in tally.kept:
+        print("worth keeping in tests/fuzz_corpus:", json.dumps(kept))
+    return tally
+
+
 def test_fuzz_real_samples(pool, workdir, built_card, reliability):
     if not SAMPLES.is_dir():
         pytest.skip(f"real camera samples not found at {SAMPLES} (../shared/samples beside the "
                     "checkout); the generated inputs are fuzzed by test_fuzz_generated_files")
     sources = [s for s in REAL if (SAMPLES / s).is_file()]
-    cache = {s: load(s, None) for s in sources}
-    tally = Tally()
-
-    @settings(max_examples=EXAMPLES or 120, **_SETTINGS)
-    @given(source=st.sampled_from(sources), ops=RECIPES)
-    def one(source, ops):
-        result = verify_input(pool, workdir, source, mutate(cache[source], ops))
-        tally.add(source, ops, result)
-
-    one()
+    tally = _fuzz(pool, workdir, {s: load(s, None) for s in sources}, 120)
     _record(reliability, tally, f"real samples ({len(sources)} files)")
     print("real samples:", tally.inputs, tally.text())
-    for kept in tally.kept:
-        print("worth keeping in tests/fuzz_corpus:", json.dumps(kept))
 
 
 def test_fuzz_generated_files(pool, workdir, built_card, reliability):
-    cache = {s: load(s, built_card[0]) for s in GENERATED}
-    tally = Tally()
-
-    @settings(max_examples=EXAMPLES or 80, **_SETTINGS)
-    @given(source=st.sampled_from(GENERATED), ops=RECIPES)
-    def one(source, ops):
-        result = verify_input(pool, workdir, source, mutate(cache[source], ops))
-        tally.add(source, ops, result)
-
-    one()
+    tally = _fuzz(pool, workdir, {s: load(s, built_card[0]) for s in GENERATED}, 80)
     _record(reliability, tally, "generated DNG, JPEG, TIFF and HEIF")
     print("generated:", tally.inputs, tally.text())
-    for kept in tally.kept:
-        print("worth keeping in tests/fuzz_corpus:", json.dumps(kept))
 
 
 def test_truncated_jpeg_never_passes(pool, workdir, built_card, reliability):

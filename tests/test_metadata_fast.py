@@ -3,13 +3,11 @@ real samples and on built files, and fed cut, looping and random bytes that must
 
 from __future__ import annotations
 
-import io
-import logging
 import struct
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-import exifread
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -27,70 +25,23 @@ ORIGINAL, DIGITIZED = 0x9003, 0x9004
 
 # --- reference: the exifread path as it was before the fast reader --------------------------
 
-def _ref_time(text: str) -> datetime | None:
-    text = text.strip().rstrip("\x00")
-    for fmt in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y:%m:%d %H:%M"):
-        try:
-            when = datetime.strptime(text[:19], fmt)
-        except ValueError:
-            continue
-        return when if when.year >= 1990 else None
-    return None
+_EXIFREAD = metadata._from_exifread  # as imported: tests that spy on it do not touch the reference
 
 
-def _ref_clean(value: object) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip().strip("\x00").strip()
-    return text or None
-
-
-def _ref_exif(head: bytes) -> tuple | None:
-    logging.getLogger("exifread").setLevel(logging.ERROR)
-    try:
-        tags = exifread.process_file(io.BytesIO(head), details=False, extract_thumbnail=False,
-                                     stop_tag="DateTimeOriginal")
-    except Exception:  # noqa: BLE001 - as the old code: a parser failure means no metadata
-        return None
-    if not tags:
-        return None
-    when = None
-    for key in ("EXIF DateTimeOriginal", "EXIF DateTimeDigitized", "Image DateTime"):
-        when = _ref_time(str(tags.get(key, "")))
-        if when:
-            break
-    return when, _ref_clean(tags.get("Image Make")), _ref_clean(tags.get("Image Model"))
-
-
-def _ref_embedded(head: bytes) -> tuple | None:
-    time = make = model = None
-    start = 0
-    for _ in range(4):
-        hits = [i for i in (head.find(m, start, 512 * 1024) for m in (b"II*\x00", b"MM\x00*"))
-                if i > 0]
-        if not hits:
-            break
-        at = min(hits)
-        info = _ref_exif(head[at:])
-        if info:
-            time, make, model = time or info[0], make or info[1], model or info[2]
-        start = at + 4
-    if time is None and make is None:
-        return None
-    return time, make, model
+@contextmanager
+def _as_before():
+    """ingest.metadata as it was before the fast reader: exifread wherever that reader now
+    runs (the top level, and each TIFF header the embedded scan finds)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(metadata, "_from_exif", _EXIFREAD)
+        mp.setattr(metadata, "_read_tiff", lambda buf, at: _EXIFREAD(buf[at:]))
+        yield
 
 
 def _ref_capture(head: bytes, kind: Kind, mtime_ns: int) -> tuple:
-    if kind in (Kind.RAW, Kind.JPEG, Kind.HEIF, Kind.TIFF):
-        info = _ref_exif(head)
-        if (info is None or info[0] is None) and kind is Kind.RAW:
-            info = _ref_embedded(head) or info
-        if info is not None and info[0] is not None:
-            return (*info, "exif")
-        make, model = (info[1], info[2]) if info else (None, None)
-    else:
-        make = model = None
-    return datetime.fromtimestamp(mtime_ns / 1e9), make, model, "mtime"
+    with _as_before():
+        info = capture_info(head, kind, mtime_ns)
+    return info.time, info.make, info.model, info.source
 
 
 def _fields(info) -> tuple:
@@ -141,8 +92,10 @@ def test_sample_each_step_matches_exifread(path):
     """Step by step too: capture_info drops the top level's make when the embedded scan finds
     something, which could hide a difference there."""
     head, _, _ = _load(path)
-    assert _fields(metadata._from_exif(head)) == _fields(_ref_exif(head))
-    assert _fields(metadata._from_embedded_tiff(head)) == _fields(_ref_embedded(head))
+    fast = _fields(metadata._from_exif(head)), _fields(metadata._from_embedded_tiff(head))
+    with _as_before():
+        before = _fields(metadata._from_exif(head)), _fields(metadata._from_embedded_tiff(head))
+    assert fast == before
 
 
 @pytest.mark.parametrize("path", SAMPLE_PARAMS, ids=SAMPLE_IDS)
