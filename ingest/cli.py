@@ -107,9 +107,22 @@ def offload(source, destinations, json_path, junit_path, html_path, layout, retr
 def _summary(report, rerun, source, destinations, console) -> None:
     from ingest.report.terminal import render_summary
 
-    flagged = report["summary"]["flagged"]
-    nxt = rerun if flagged else ["ingest", "status", source, *destinations]
-    render_summary(console, report, nxt)
+    render_summary(console, report, next_command(report, rerun, source, destinations))
+
+
+def next_command(report: dict, rerun: list[str], source: str,
+                 destinations) -> list[str] | None:
+    """The command to run next: `ingest status` when nothing is flagged, the same offload when
+    a re-run can clear what is, and none when it cannot (damage that is on the card, a file
+    no decoder here can prove): suggesting a re-run there contradicts the advice printed."""
+    from ingest.model import RERUN_HELPS
+
+    if not report["summary"]["flagged"]:
+        return ["ingest", "status", source, *destinations]
+    held = any(s["holds_back"] for s in report.get("skipped", []))
+    if held or any(f["status"] in RERUN_HELPS for f in report["files"]):
+        return rerun
+    return None
 
 
 class _Null:

@@ -39,6 +39,8 @@ FLAGGED_OFFLOAD = frozenset(
 )
 FLAGGED_VERIFY = frozenset({Status.CORRUPT, Status.MISSING, Status.DAMAGED})
 FLAGGED = FLAGGED_OFFLOAD | FLAGGED_VERIFY
+# Flagged offload statuses that the same command, run again, can clear (see ADVICE).
+RERUN_HELPS = frozenset({Status.NEEDS_RECOPY, Status.UNREADABLE})
 
 # What the user should do about each status; shown in the terminal summary, HTML and README.
 ADVICE: dict[str, str] = {

@@ -66,6 +66,40 @@ def test_flagged_file_gives_exit_1_and_the_rerun_command(card, dests):
     assert r.returncode == 1
 
 
+def test_damage_on_the_card_gets_no_rerun_suggestion(built_card, tmp_path):
+    """Re-copying cannot clear damage that is on the card: the summary says so and does not
+    then offer the same command as the next step."""
+    import shutil
+
+    card = tmp_path / "card"
+    shutil.copytree(built_card[0], card, symlinks=True)
+    dests = [tmp_path / "A", tmp_path / "B"]
+    for d in dests:
+        d.mkdir()
+    r = ingest("offload", card, *dests, "--no-previews")
+    assert r.returncode == 1, r.stderr
+    assert "damaged_on_card" in r.stdout and "do not format this card" in r.stdout
+    assert "Next:" not in r.stdout
+
+
+@pytest.mark.parametrize(("statuses", "expected"), [
+    ([], "status"),
+    (["verified", "needs_recopy"], "rerun"),
+    (["unreadable"], "rerun"),
+    (["damaged_on_card", "unverified"], None),
+])
+def test_next_command_is_a_rerun_only_where_a_rerun_helps(statuses, expected):
+    from ingest.cli import next_command
+    from ingest.model import FLAGGED
+
+    report = {"summary": {"flagged": sum(s in FLAGGED for s in statuses)}, "skipped": [],
+              "files": [{"status": s} for s in statuses]}
+    rerun = ["ingest", "offload", "CARD", "A"]
+    got = next_command(report, rerun, "CARD", ["A"])
+    assert got == {"status": ["ingest", "status", "CARD", "A"], "rerun": rerun,
+                   None: None}[expected]
+
+
 def test_second_run_on_a_locked_destination_is_refused(card, dests):
     from ingest.lock import DestinationLock
 
