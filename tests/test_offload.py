@@ -59,6 +59,14 @@ def test_copies_every_file_to_both_destinations_and_proves_it(card, dests, manif
     assert set(first) >= {"path", "kind", "size", "xxh3_128", "status", "copies", "detail"}
     assert set(first["copies"][0]) >= {"destination", "path", "verified"}
     assert "\\" not in first["path"]
+    # Readable, one line per file record, and the same data as the records themselves.
+    lines = report_path.read_text().splitlines()
+    assert lines[0] == "{" and lines[1].startswith('  "schema": ')
+    file_lines = [ln for ln in lines if ln.startswith('    {"path": ')]
+    assert len(file_lines) == len(manifest.files)
+    assert [json.loads(ln.rstrip(",")) for ln in file_lines] == [
+        json.loads(json.dumps(r.to_json())) for r in result.records]
+
     summary = report["summary"]
     assert summary["files"] == len(manifest.files)
     assert summary["by_status"]["verified"]["bytes"] == sum(
