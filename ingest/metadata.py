@@ -53,7 +53,9 @@ def capture_info(head: bytes, kind: Kind, mtime_ns: int) -> CaptureInfo:
     if info is not None and info.time is not None:
         return info
     make, model = (info.make, info.model) if info else (None, None)
-    return CaptureInfo(datetime.fromtimestamp(mtime_ns / 1e9), make, model, "mtime")
+    # Whole seconds, like an EXIF time: the fraction of a file time is no capture information
+    # (FAT, a card's usual file system, keeps 2-second times) and showed as noise in reports.
+    return CaptureInfo(datetime.fromtimestamp(mtime_ns // 1_000_000_000), make, model, "mtime")
 
 
 def _from_exif(head: bytes) -> CaptureInfo | None:

@@ -364,3 +364,13 @@ def test_damaged_valid_files_never_raise(order, flips):
             data[at] = value
     for head in (bytes(data), bytes(data[2 + 18 + 10:])):  # as JPEG, and the bare TIFF
         assert capture_info(head, Kind.RAW, 0).source in ("exif", "mtime")
+
+
+def test_file_time_fallback_is_whole_seconds():
+    """A file without EXIF is dated by its mtime, to the second like an EXIF time: the
+    fraction is no capture information and showed as noise in the reports."""
+    mtime_ns = 1_700_000_000_987_654_321
+    info = capture_info(b"\x00" * 64, Kind.RAW, mtime_ns)
+    assert info.source == "mtime"
+    assert info.time == datetime.fromtimestamp(1_700_000_000)
+    assert info.time.isoformat() == datetime.fromtimestamp(1_700_000_000).isoformat()
