@@ -61,19 +61,30 @@ def orient(img: Image.Image, orientation: int) -> Image.Image:
     return img
 
 
+# Reductions up to this factor take nearest neighbour (see fit).
+NEAREST_UP_TO = 1.02
+
+
 def fit(img: Image.Image, size: int) -> Image.Image:
     """Long edge at most `size`, never upscaled.
 
     Bicubic, not Lanczos: Lanczos cost twice as much (0.2 s vs 0.1 s for 8 MP) for no
-    difference visible in a preview. Under a 2x reduction (a half-size RAW render a little
-    over the size, 2064 -> 2048 px) bilinear, which Pillow widens into an antialiasing filter
-    when it shrinks, looks the same and costs half (28 vs 51 ms).
+    difference visible in a preview. Under a 2x reduction bilinear, which Pillow widens into
+    an antialiasing filter when it shrinks, looks the same and costs half (28 vs 51 ms).
+    Up to a 2 % reduction (the 2064 px half-size render of a 4128 px sensor, fitted to 2048)
+    nearest neighbour only leaves out one row or column in 50 or more, with no blur, at a
+    tenth of bilinear's cost (3 vs 33 ms).
     """
-    if max(img.size) > size:
+    longest = max(img.size)
+    if longest > size:
         img = img.copy() if img.readonly else img
-        small = max(img.size) < 2 * size
-        img.thumbnail((size, size), Image.Resampling.BILINEAR if small
-                      else Image.Resampling.BICUBIC, reducing_gap=2.0)
+        if longest <= size * NEAREST_UP_TO:
+            method = Image.Resampling.NEAREST
+        elif longest < 2 * size:
+            method = Image.Resampling.BILINEAR
+        else:
+            method = Image.Resampling.BICUBIC
+        img.thumbnail((size, size), method, reducing_gap=2.0)
     return img
 
 

@@ -221,3 +221,33 @@ def test_preview_of_a_16_bit_tiff_is_written(tmp_path):
     assert (res["preview"]["width"], res["preview"]["height"]) == (200, 150)
     with Image.open(tmp_path / "p.jpg") as im:
         assert np.asarray(im).max() > 200  # 16-bit data scaled to 8 bits, not clipped to black
+
+
+def _column_ramp(width: int, height: int) -> Image.Image:
+    """Each pixel holds its own column number (R + 256 * G) and row number (B)."""
+    x = np.arange(width)
+    a = np.zeros((height, width, 3), np.uint8)
+    a[..., 0], a[..., 1] = x % 256, x // 256
+    a[..., 2] = (np.arange(height) % 256)[:, None]
+    return Image.fromarray(a, "RGB")
+
+
+@pytest.mark.parametrize("width, nearest", [(2064, True), (2088, True), (2100, False),
+                                            (3000, False), (4500, False)])
+def test_fit_takes_nearest_only_for_slight_reductions(width, nearest):
+    """A render a few pixels over the size keeps the camera's own pixels, spread over the
+    whole frame (no column blended, none skipped next to another); larger reductions blend."""
+    from ingest.preview import fit
+
+    out = np.asarray(fit(_column_ramp(width, 300), 2048))
+    assert max(out.shape[:2]) == 2048
+    cols = out[0, :, 0].astype(int) + 256 * out[0, :, 1].astype(int)
+    steps = np.diff(cols)
+    if nearest:
+        assert (out[..., :2] == out[:1, :, :2]).all()  # every row took the same columns
+        assert cols[0] <= 1 and cols[-1] >= width - 2
+        assert set(steps.tolist()) <= {1, 2}  # at most one column left out at a time
+    else:  # blended: not the pixels nearest neighbour would have picked
+        picked = _column_ramp(width, 300).resize((out.shape[1], out.shape[0]),
+                                                  Image.Resampling.NEAREST)
+        assert not np.array_equal(out, np.asarray(picked))
