@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+from ingest import fsio
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 
@@ -74,3 +77,27 @@ def snapshot(root: Path) -> dict[str, tuple[str, int]]:
 
 def partials(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.name.endswith(".ingest-partial")]
+
+
+class CardReadErrors(fsio.FileIO):
+    """EIO on reading the card file whose path ends with `name`: `failures` times, or always
+    (None). The file is known by the inode opened through open_source, not by its fd number,
+    which the read-back of copies and the prefetcher reuse once the card file is closed."""
+
+    def __init__(self, name: str, failures: int | None = None):
+        self.name, self.failures, self.raised = name, failures, 0
+        self._opened: dict[int, tuple[str, int]] = {}
+
+    def open_source(self, path):
+        fd = super().open_source(path)
+        self._opened[fd] = (path, os.fstat(fd).st_ino)
+        return fd
+
+    def read(self, fd, size):
+        path, ino = self._opened.get(fd, ("", None))
+        if path.endswith(self.name) and os.fstat(fd).st_ino == ino and self.failures != 0:
+            if self.failures is not None:
+                self.failures -= 1
+            self.raised += 1
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return super().read(fd, size)

@@ -19,7 +19,7 @@ import pytest
 import xxhash
 from reliability_table import card_files, count_lost, reliability_fixture  # noqa: F401
 
-from conftest import partials, snapshot
+from conftest import CardReadErrors, partials, snapshot
 from ingest import api, fsio
 from ingest.catalog import catalog_path
 from ingest.model import Status
@@ -367,18 +367,7 @@ def test_card_pulled_mid_run(card, dests, err, reliability):
 
 
 def test_one_bad_card_file_is_retried_then_unreadable(card, dests, reliability):
-    class OneBadFile(fsio.FileIO):
-        def __init__(self):
-            self.raised = 0
-
-        def read(self, fd, size):
-            # by path, not fd number: the read-back of copies reuses closed card fds' numbers
-            if fd_path(fd) == str(card / "DCIM/100NIKON/DSC_0004.JPG"):
-                self.raised += 1
-                raise OSError(errno.EIO, os.strerror(errno.EIO))
-            return super().read(fd, size)
-
-    io = OneBadFile()
+    io = CardReadErrors("DCIM/100NIKON/DSC_0004.JPG")
     result = run(card, dests, io=io, retries=2)
     bad = [r for r in result.records if r.path.endswith("100NIKON/DSC_0004.JPG")]
     assert [r.status for r in bad] == [Status.UNREADABLE] and bad[0].attempts == 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import sqlite3
@@ -10,7 +9,7 @@ import sqlite3
 import pytest
 import xxhash
 
-from conftest import partials, snapshot
+from conftest import CardReadErrors, partials, snapshot
 from ingest import api, fsio
 from ingest.model import Status
 
@@ -172,33 +171,15 @@ def test_persistent_corruption_ends_as_needs_recopy(card, dests):
     assert partials(dests[0]) == []
 
 
-class FailingReadIO(fsio.FileIO):
-    def __init__(self, name: str, failures: int):
-        self.name, self.failures, self.paths = name, failures, {}
-
-    def open_source(self, path):
-        fd = super().open_source(path)
-        self.paths[fd] = (path, os.fstat(fd).st_ino)
-        return fd
-
-    def read(self, fd, size):
-        # fd numbers are reused (read-back, prefetch): match the open file, not the number.
-        path, ino = self.paths.get(fd, ("", None))
-        if path.endswith(self.name) and os.fstat(fd).st_ino == ino and self.failures > 0:
-            self.failures -= 1
-            raise OSError(errno.EIO, "Input/output error")
-        return super().read(fd, size)
-
-
 def test_transient_read_error_is_retried(card, dests):
-    result = run(card, dests, io=FailingReadIO("DSC_0009.JPG", failures=1))
+    result = run(card, dests, io=CardReadErrors("DSC_0009.JPG", failures=1))
     rec = by_path(result)["DCIM/101NIKON/DSC_0009.JPG"]
     assert rec.status is Status.RECOPIED
     assert result.exit_code == 0
 
 
 def test_persistent_read_error_is_unreadable_and_the_run_goes_on(card, dests):
-    result = run(card, dests, io=FailingReadIO("DSC_0009.JPG", failures=99))
+    result = run(card, dests, io=CardReadErrors("DSC_0009.JPG", failures=99))
     rec = by_path(result)["DCIM/101NIKON/DSC_0009.JPG"]
     assert rec.status is Status.UNREADABLE
     assert "Input/output error" in rec.detail and "3 times" in rec.detail

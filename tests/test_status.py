@@ -7,7 +7,6 @@ devices each case needs. Where /dev/shm is a separate tmpfs, the distinct-device
 
 from __future__ import annotations
 
-import errno
 import importlib.util
 import io
 import json
@@ -22,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import snapshot
-from ingest import api, fsio
+from conftest import CardReadErrors, snapshot
+from ingest import api
 from ingest.catalog import catalog_path
 from ingest.model import ADVICE
 from ingest.preflight import UsageError
@@ -299,28 +298,11 @@ def test_a_file_added_after_the_offload_is_not_copied(card, dests):
 
 
 # the card itself ----------------------------------------------------------------------------
-class FailingIO(fsio.FileIO):
-    def __init__(self, name: str):
-        self.name, self.paths = name, {}
-
-    def open_source(self, path):
-        fd = super().open_source(path)
-        self.paths[fd] = (path, os.fstat(fd).st_ino)
-        return fd
-
-    def read(self, fd, size):
-        # fd numbers are reused (read-back, prefetch): match the open file, not the number.
-        path, ino = self.paths.get(fd, ("", None))
-        if path.endswith(self.name) and os.fstat(fd).st_ino == ino:
-            raise OSError(errno.EIO, "Input/output error")
-        return super().read(fd, size)
-
-
 def test_unreadable_files_and_unlisted_entries_hold_the_card_back(card, dests):
     offload(card, dests)
     os.mkfifo(card / "DCIM/100NIKON/STRANGE.FIFO")
     os.symlink("DSC_0001.JPG", card / "DCIM/100NIKON/LINK.JPG")  # its target is checked
-    result = status(card, dests, io=FailingIO("DSC_0004.JPG"),
+    result = status(card, dests, io=CardReadErrors("DSC_0004.JPG"),
                     device_of=devices(card, {dests[0]: DISK_1, dests[1]: DISK_2}))
     assert result.exit_code == 1
     files = by_path(result)
