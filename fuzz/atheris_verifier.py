@@ -53,8 +53,6 @@ SEED_SAMPLES = ["raw/kodak-dc50.KDC", "raw/apple-quicktake150.QTK", "raw/apple-q
                 "stubs/exiftool-stub-fujifilm.raf", "stubs/exiftool-stub-nikon.nef",
                 "stubs/exiftool-stub-sigma-dp2.x3f", "unsupported/nikon-z9-he-jxl.dng"]
 VERDICTS = {"ok", "damaged", "unsupported"}
-# The decode workers' environment (see ingest/decode/pool.py): glibc reads it at start-up.
-WORKER_ENV = {"OMP_NUM_THREADS": "1", "MALLOC_PERTURB_": "255"}
 
 
 def split_input(data: bytes) -> tuple[str, bytes]:
@@ -160,6 +158,9 @@ def main(argv: list[str]) -> int:
     if argv[1:2] == ["--recipe"]:
         print(json.dumps(recipe(Path(argv[2]), argv[3])))
         return 0
+    # The decode workers' own environment, which glibc reads at start-up: re-exec with it.
+    from ingest.decode.pool import WORKER_ENV
+
     if any(k not in os.environ for k in WORKER_ENV):
         os.execve(sys.executable, [sys.executable, *argv], {**os.environ, **WORKER_ENV})
     workdir = tempfile.mkdtemp(prefix="ingest-atheris-")
