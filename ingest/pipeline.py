@@ -25,7 +25,7 @@ from ingest.lock import DestinationLock
 from ingest.model import Copy, FileRecord, Kind, SourceFile, Status
 from ingest.preflight import check_destinations, check_source
 from ingest.rebuild import open_or_rebuild
-from ingest.remote.stage import split_destinations
+from ingest.remote import is_remote
 from ingest.summary import summarize
 from ingest.volume import volume_identity
 
@@ -47,7 +47,7 @@ class RunResult:
 
 def offload(cfg: OffloadConfig) -> RunResult:
     source = check_source(cfg.source)
-    local, remote_urls = split_destinations(cfg.destinations)
+    local, remote_urls = _split_destinations(cfg.destinations)
     roots = check_destinations(source, local)
     started = cfg.clock()
     session = started.strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
@@ -118,13 +118,21 @@ def offload(cfg: OffloadConfig) -> RunResult:
         if cfg.destination_reports:
             _add_mhl_generations(dests, records, finished)
     report = build_report("offload", source, dests + remotes, records, found, started,
-                          finished, cfg)
+                          finished, cfg, decoders=run.decoder_versions())
     if rebuilds:
         report["rebuilds"] = rebuilds
     write_reports(report, [d.root for d in dests if not d.dead], cfg)
     for remote in remotes:
         remote.write_report(report)
     return RunResult(report, records, found, dests)
+
+
+def _split_destinations(destinations: list[str]) -> tuple[list[str], list[str]]:
+    if not any(is_remote(d) for d in destinations):
+        return list(destinations), []  # the S3 code is not even imported (20 ms at start)
+    from ingest.remote.stage import split_destinations
+
+    return split_destinations(destinations)
 
 
 def _open_remote(url: str, cfg: OffloadConfig, session: str, source: str, volume, stack):
@@ -272,6 +280,15 @@ class _Run:
             self.previews[id(rec)] = rel
         self.pending[id(rec)] = (rec, src)
         self.pool.submit(id(rec), req)
+
+    def decoder_versions(self) -> dict[str, str] | None:
+        """For the report: None makes it name this process's decoders (a card without images
+        never started the workers)."""
+        from ingest.report.versions import NOT_RUN
+
+        if not self.cfg.decode:
+            return NOT_RUN
+        return self.pool.versions if self.pool is not None else None
 
     def collect(self, block: bool) -> None:
         if self.pool is None:
@@ -447,7 +464,7 @@ def _judge_decode(rec: FileRecord, dec: dict, card: dict | None, verdict: str) -
 
 def build_report(command: str, source: str | None, dests: list[Destination],
                  records: list[FileRecord], found: Discovery | None, started, finished,
-                 cfg) -> dict:
+                 cfg, decoders: dict[str, str] | None = None) -> dict:
     from ingest.report.versions import versions
 
     seconds = (finished - started).total_seconds()
@@ -461,7 +478,7 @@ def build_report(command: str, source: str | None, dests: list[Destination],
         "source": source,
         "destinations": [{"root": d.root, "device": d.device, "files": d.files,
                           "bytes": d.bytes, "error": d.dead} for d in dests],
-        "versions": versions(),
+        "versions": versions(decoders),
         "skipped_system_files": len(found.system_files) if found else 0,
         "skipped": [{"path": s.rel, "reason": s.reason, "holds_back": s.holds_back}
                     for s in found.skipped] if found else [],

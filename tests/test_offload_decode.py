@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 from PIL import Image
 
+import ingest
 from conftest import samples_dir
 from ingest import api
 from ingest.model import Status
@@ -72,3 +75,28 @@ def test_real_samples_get_their_true_verdicts(tmp_path):
     assert all("0.22" in r.detail or "LibRaw" in r.detail for r in unsupported)
     assert result.exit_code == 1
     assert result.report["versions"]["libraw"]
+
+
+def test_report_names_the_decoders_the_workers_ran(card, tmp_path):
+    from ingest.report.versions import decoder_versions
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    result = api.offload(str(card), [str(dest)], jobs=1, previews=False)
+    # Reported by a decode worker; this process imports the same installed decoders.
+    assert result.report["versions"] == {"ingest": ingest.__version__, **decoder_versions()}
+    assert result.report["versions"]["libraw"].count(".") == 2
+
+
+def test_an_offload_without_decode_imports_no_decoder(card, tmp_path):
+    # Importing them only to name them in the report cost 0.15 s at the end of every run.
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    script = ("import sys; from ingest import api; "
+              f"r = api.offload({str(card)!r}, [{str(dest)!r}], decode=False); "
+              "print(sorted(m for m in ('rawpy', 'numpy', 'PIL', 'simplejpeg') "
+              "if m in sys.modules)); print(r.report['versions'])")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0] == "[]"
+    assert "not run (--no-decode)" in out[1] and "libraw" not in out[1]

@@ -84,15 +84,17 @@ def _exit_with_parent(parent: int, poll_seconds: float = 0.5) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _warm_up() -> int:
+def _warm_up() -> dict[str, str]:
     """First call in a new worker: import the decoders, so that no task's clock pays for
-    process start-up and imports. The short sleep lets each worker take one warm-up."""
+    process start-up and imports, and name their versions for the report (the parent need
+    not import them just for that). The short sleep lets each worker take one warm-up."""
     import ingest.decode.jpeg  # noqa: F401
     import ingest.decode.raw  # noqa: F401
     import ingest.preview  # noqa: F401
+    from ingest.report.versions import decoder_versions
 
     time.sleep(0.05)
-    return os.getpid()
+    return decoder_versions()
 
 
 class DecodePool:
@@ -116,6 +118,8 @@ class DecodePool:
         self._wake: Future = Future()  # completed to wake the pump thread early
         self._closing = False
         self._thread: threading.Thread | None = None
+        # Decoder versions, as the first worker that warmed up reported them (None until then).
+        self.versions: dict[str, str] | None = None
 
     # -- context manager -----------------------------------------------------------------
     def __enter__(self) -> DecodePool:
@@ -214,7 +218,11 @@ class DecodePool:
         """A new executor whose workers are up, so task clocks measure only decoding."""
         executor = self._new_executor()
         try:
-            wait([executor.submit(_warm_up) for _ in range(self.jobs)], timeout=WARM_UP_SECONDS)
+            done, _ = wait([executor.submit(_warm_up) for _ in range(self.jobs)],
+                           timeout=WARM_UP_SECONDS)
+            for f in done:
+                if self.versions is None and not f.exception():
+                    self.versions = f.result()
         except Exception:  # noqa: BLE001 - a failing start shows up on the first real task
             pass
         return executor

@@ -17,8 +17,6 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
-from PIL import Image
-
 from ingest.fsio import write_atomic
 from ingest.model import ADVICE, FLAGGED, Status
 from ingest.report.pairs import group_pairs
@@ -443,6 +441,8 @@ def _inside(root: Path, rel: str) -> Path | None:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image  # here: a run without previews need not import it
+
     try:
         with Image.open(path) as im:  # reads the header only
             width, height = im.size
