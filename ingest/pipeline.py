@@ -12,7 +12,7 @@ import secrets
 import sqlite3
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 
 from ingest import __version__
@@ -57,6 +57,7 @@ def offload(cfg: OffloadConfig) -> RunResult:
     with ExitStack() as stack:
         for root in roots:
             stack.enter_context(DestinationLock(root, f"ingest offload {source}"))
+        pool = _start_decoder(cfg, stack)
         dests = []
         rebuilds = []
         for root in roots:
@@ -78,14 +79,14 @@ def offload(cfg: OffloadConfig) -> RunResult:
         found = discover(source)
         emit("discovered", files=len(found.files), bytes=sum(f.size for f in found.files))
         records: list[FileRecord] = []
-        run = _Run(cfg, dests, session, volume, emit, remotes)
+        run = _Run(cfg, dests, session, volume, emit, remotes, pool)
         if found.histories:
             from pathlib import Path
 
             from ingest.mhl import read_history
 
             run.history = read_history(Path(source))
-        with run.decoder(), ThreadPoolExecutor(VERIFIER_THREADS, "read-back") as verifier, \
+        with pool or nullcontext(), ThreadPoolExecutor(VERIFIER_THREADS, "read-back") as verifier, \
                 ThreadPoolExecutor(1, "prefetch") as prefetcher:
             window: deque[tuple[SourceFile, CopyJob]] = deque()
             ahead = _Prefetch(found.files, cfg.io, prefetcher)
@@ -125,6 +126,19 @@ def offload(cfg: OffloadConfig) -> RunResult:
     for remote in remotes:
         remote.write_report(report)
     return RunResult(report, records, found, dests)
+
+
+def _start_decoder(cfg: OffloadConfig, stack: ExitStack):
+    """The decode workers, starting while the catalogs open and the first files are copied."""
+    if not cfg.decode:
+        return None
+    from ingest.decode.pool import DecodePool
+
+    # Only `jobs` decodes run at once (memory stays bounded in the workers); the waiting
+    # requests are a few paths each, so copying never waits for decoding.
+    pool = DecodePool(cfg.jobs, timeout=cfg.decode_timeout, max_in_flight=1_000_000)
+    stack.callback(pool.close)  # also when opening a catalog fails
+    return pool.start()
 
 
 def _split_destinations(destinations: list[str]) -> tuple[list[str], list[str]]:
@@ -176,14 +190,14 @@ class _Run:
     """Per-run state the stages share: destinations, sidecar placement, in-flight decodes."""
 
     def __init__(self, cfg: OffloadConfig, dests: list[Destination], session: str,
-                 volume: str | None, emit, remotes: list | None = None):
+                 volume: str | None, emit, remotes: list | None = None, pool=None):
         self.cfg = cfg
         self.dests = dests
         self.session = session
         self.volume = volume
         self.emit = emit
         self.stems: dict[tuple[str, str], str] = {}  # (card folder, stem) -> dest rel stem path
-        self.pool = None
+        self.pool = pool  # a DecodePool when the run decodes
         self.pending: dict[int, tuple[FileRecord, SourceFile]] = {}
         self.previews: dict[int, str] = {}
         self.history: dict[str, list[tuple[str, str]]] = {}  # the card's ASC MHL hashes
@@ -254,19 +268,6 @@ class _Run:
             self.stems[key] = (f"{head}/" if head else "") + fname.rpartition(".")[0]
 
     # decode -------------------------------------------------------------------------------
-    def decoder(self):
-        from contextlib import nullcontext
-
-        if not self.cfg.decode:
-            return nullcontext()
-        from ingest.decode.pool import DecodePool
-
-        # Only `jobs` decodes run at once (memory stays bounded in the workers); the waiting
-        # requests are a few paths each, so copying never waits for decoding.
-        self.pool = DecodePool(self.cfg.jobs, timeout=self.cfg.decode_timeout,
-                               max_in_flight=1_000_000)
-        return self.pool
-
     def _submit(self, rec: FileRecord, src: SourceFile) -> None:
         first = next(c for c in rec.copies if c.verified)
         req = {"path": os.path.join(first.destination, first.path), "kind": str(src.kind),

@@ -199,3 +199,34 @@ def test_drain_reports_a_dead_pump_instead_of_waiting_forever(monkeypatch) -> No
         pool.submit(key, req)
         with pytest.raises(RuntimeError, match="decode pool stopped"):
             pool.drain()
+
+
+def test_start_brings_the_workers_up_before_the_first_task() -> None:
+    """start() makes and warms the workers at once, so the first file does not wait for a
+    fresh interpreter to import the decoders; they report the decoders' versions as they do."""
+    import time
+
+    key, req = _requests()[0]
+    with DecodePool(2).start() as pool:
+        deadline = time.monotonic() + 60
+        while pool.versions is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool.versions and pool.versions["libraw"].count(".") == 2
+        warm = pool._executor
+        assert warm is not None
+        pool.submit(key, req)
+        assert dict(pool.drain())[key]["decode"]["verdict"] == "ok"
+        assert pool._executor is warm  # the task ran on the workers start() made
+
+
+def test_start_with_workers_that_cannot_start_leaves_files_their_results(monkeypatch) -> None:
+    def no_workers(self):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(DecodePool, "_new_executor", no_workers)
+    key, req = _requests()[0]
+    with DecodePool(1).start() as pool:
+        pool.submit(key, req)
+        res = dict(pool.drain())[key]
+    assert res["decode"]["verdict"] == "crashed" and "Too many open files" in res["decode"]["error"]
+

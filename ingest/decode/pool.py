@@ -120,6 +120,7 @@ class DecodePool:
         self._thread: threading.Thread | None = None
         # Decoder versions, as the first worker that warmed up reported them (None until then).
         self.versions: dict[str, str] | None = None
+        self._warm_wanted = False  # start() asked for workers before the first task
 
     # -- context manager -----------------------------------------------------------------
     def __enter__(self) -> DecodePool:
@@ -139,6 +140,19 @@ class DecodePool:
         self._kill_executor()
 
     # -- public API (any thread) ----------------------------------------------------------
+    def start(self) -> DecodePool:
+        """Start the workers now rather than at the first task. A worker's start-up (a fresh
+        interpreter importing the decoders: about a second when the disk cache is cold) then
+        overlaps the caller's own start and its first copies, instead of leaving a core idle
+        once the first file is ready."""
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("decode pool is closed")
+            self._warm_wanted = True
+            self._start_pump()
+            self._poke()
+        return self
+
     def submit(self, key: Any, req: dict) -> None:
         """Queue one task; blocks only while `max_in_flight` tasks are unfinished."""
         with self._cond:
@@ -147,11 +161,15 @@ class DecodePool:
             self._wait_for(lambda: self._unfinished < self.max_in_flight)
             self._inbox.append((key, req))
             self._unfinished += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._pump_loop, name="decode-pump",
-                                                daemon=True)
-                self._thread.start()
+            self._start_pump()
             self._poke()
+
+    def _start_pump(self) -> None:
+        """Under _cond."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._pump_loop, name="decode-pump",
+                                            daemon=True)
+            self._thread.start()
 
     def poll(self) -> list[tuple[Any, dict]]:
         """Results finished so far, without waiting."""
@@ -237,6 +255,13 @@ class DecodePool:
 
     def _pump(self) -> None:
         """Move tasks into the executor: one at a time while isolating suspects."""
+        if self._warm_wanted:
+            self._warm_wanted = False
+            if self._executor is None:
+                try:
+                    self._executor = self._ready_executor()
+                except Exception:  # noqa: BLE001 - the first task will try again, and report
+                    self._executor = None
         if self._suspects:
             if self._running:
                 return
