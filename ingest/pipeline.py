@@ -57,7 +57,6 @@ def offload(cfg: OffloadConfig) -> RunResult:
     with ExitStack() as stack:
         for root in roots:
             stack.enter_context(DestinationLock(root, f"ingest offload {source}"))
-        pool = _start_decoder(cfg, stack)
         dests = []
         rebuilds = []
         for root in roots:
@@ -77,6 +76,7 @@ def offload(cfg: OffloadConfig) -> RunResult:
                    for url in remote_urls]
 
         found = discover(source)
+        pool = _start_decoder(cfg, found, stack)
         emit("discovered", files=len(found.files), bytes=sum(f.size for f in found.files))
         records: list[FileRecord] = []
         run = _Run(cfg, dests, session, volume, emit, remotes, pool)
@@ -128,9 +128,11 @@ def offload(cfg: OffloadConfig) -> RunResult:
     return RunResult(report, records, found, dests)
 
 
-def _start_decoder(cfg: OffloadConfig, stack: ExitStack):
-    """The decode workers, starting while the catalogs open and the first files are copied."""
-    if not cfg.decode:
+def _start_decoder(cfg: OffloadConfig, found: Discovery, stack: ExitStack):
+    """The decode workers, started before the first file is copied, so that their start
+    (a fresh interpreter importing the decoders) overlaps the first copies. A card with
+    nothing to decode starts none."""
+    if not cfg.decode or not any(f.kind in IMAGE_KINDS for f in found.files):
         return None
     from ingest.decode.pool import DecodePool
 
@@ -283,12 +285,8 @@ class _Run:
         self.pool.submit(id(rec), req)
 
     def decoder_versions(self) -> dict[str, str] | None:
-        """For the report: None makes it name this process's decoders (a card without images
-        never started the workers)."""
-        from ingest.report.versions import NOT_RUN
-
-        if not self.cfg.decode:
-            return NOT_RUN
+        """For the report: None makes it name this process's decoders (no workers came up:
+        the card had no image, or they could not start)."""
         return self.pool.versions if self.pool is not None else None
 
     def collect(self, block: bool) -> None:
@@ -466,7 +464,7 @@ def _judge_decode(rec: FileRecord, dec: dict, card: dict | None, verdict: str) -
 def build_report(command: str, source: str | None, dests: list[Destination],
                  records: list[FileRecord], found: Discovery | None, started, finished,
                  cfg, decoders: dict[str, str] | None = None) -> dict:
-    from ingest.report.versions import versions
+    from ingest.report.versions import NOT_RUN, versions
 
     seconds = (finished - started).total_seconds()
     return {
@@ -479,7 +477,7 @@ def build_report(command: str, source: str | None, dests: list[Destination],
         "source": source,
         "destinations": [{"root": d.root, "device": d.device, "files": d.files,
                           "bytes": d.bytes, "error": d.dead} for d in dests],
-        "versions": versions(decoders),
+        "versions": dict(NOT_RUN) if not getattr(cfg, "decode", True) else versions(decoders),
         "skipped_system_files": len(found.system_files) if found else 0,
         "skipped": [{"path": s.rel, "reason": s.reason, "holds_back": s.holds_back}
                     for s in found.skipped] if found else [],

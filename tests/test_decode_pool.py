@@ -209,7 +209,7 @@ def test_start_brings_the_workers_up_before_the_first_task() -> None:
     key, req = _requests()[0]
     with DecodePool(2).start() as pool:
         deadline = time.monotonic() + 60
-        while pool.versions is None and time.monotonic() < deadline:
+        while (pool._executor is None or pool.versions is None) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert pool.versions and pool.versions["libraw"].count(".") == 2
         warm = pool._executor
@@ -220,13 +220,45 @@ def test_start_brings_the_workers_up_before_the_first_task() -> None:
 
 
 def test_start_with_workers_that_cannot_start_leaves_files_their_results(monkeypatch) -> None:
+    """The warm-up start() asked for fails; a file already waiting gets the same result as
+    without start(): its own two attempts, then 'crashed' naming why."""
     def no_workers(self):
         raise OSError(24, "Too many open files")
 
     monkeypatch.setattr(DecodePool, "_new_executor", no_workers)
     key, req = _requests()[0]
-    with DecodePool(1).start() as pool:
-        pool.submit(key, req)
+    pool = DecodePool(1)
+    with pool:
+        with pool._cond:  # the task is waiting before the pump thread tries the warm-up
+            pool.start()
+            pool.submit(key, req)
         res = dict(pool.drain())[key]
-    assert res["decode"]["verdict"] == "crashed" and "Too many open files" in res["decode"]["error"]
+    assert res["decode"]["verdict"] == "crashed"
+    assert "could not start a worker" in res["decode"]["error"]
+    assert "Too many open files" in res["decode"]["error"]
+
+
+def test_close_does_not_wait_for_workers_that_hang_at_start(monkeypatch) -> None:
+    """A run that ends (or fails) while its workers are still starting must not wait up to
+    WARM_UP_SECONDS for them."""
+    import threading
+    from concurrent.futures import Future
+
+    class Stuck:
+        """An executor whose workers never finish starting."""
+
+        def submit(self, fn, *args):
+            return Future()
+
+        def shutdown(self, wait=True, kill_workers=False):
+            pass
+
+    monkeypatch.setattr(DecodePool, "_new_executor", lambda self: Stuck())
+    pool = DecodePool(1).start()
+    while pool._thread is None:
+        pass
+    closer = threading.Thread(target=pool.close)
+    closer.start()
+    closer.join(timeout=10)  # the warm-up alone would hold it for 60 s
+    assert not closer.is_alive()
 

@@ -77,15 +77,35 @@ def test_real_samples_get_their_true_verdicts(tmp_path):
     assert result.report["versions"]["libraw"]
 
 
-def test_report_names_the_decoders_the_workers_ran(card, tmp_path):
-    from ingest.report.versions import decoder_versions
+def test_report_names_the_decoders_the_workers_ran(card, tmp_path, monkeypatch):
+    from ingest.report import versions as versions_module
 
+    expected = versions_module.decoder_versions()  # the same installed decoders
+    # Were the report to name this process's decoders instead, it would say so.
+    monkeypatch.setattr(versions_module, "decoder_versions", lambda: {"libraw": "main process"})
     dest = tmp_path / "dest"
     dest.mkdir()
     result = api.offload(str(card), [str(dest)], jobs=1, previews=False)
-    # Reported by a decode worker; this process imports the same installed decoders.
-    assert result.report["versions"] == {"ingest": ingest.__version__, **decoder_versions()}
+    assert result.report["versions"] == {"ingest": ingest.__version__, **expected}
     assert result.report["versions"]["libraw"].count(".") == 2
+
+
+def test_a_card_with_nothing_to_decode_starts_no_workers(tmp_path, monkeypatch):
+    from ingest.decode.pool import DecodePool
+
+    def refuse(self):
+        raise AssertionError("decode workers started for a card without images")
+
+    monkeypatch.setattr(DecodePool, "start", refuse)
+    card = tmp_path / "card" / "DCIM" / "100TEST"
+    card.mkdir(parents=True)
+    (card / "C0001.MP4").write_bytes(b"\0\0\0\x18ftypmp42" + bytes(5000))
+    (card / "C0001.XML").write_text("<clip/>")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    result = api.offload(str(tmp_path / "card"), [str(dest)], jobs=2)
+    assert {str(r.status) for r in result.records} == {"verified"}
+    assert result.report["versions"]["libraw"]  # named by this process: no worker ran
 
 
 def test_an_offload_without_decode_imports_no_decoder(card, tmp_path):

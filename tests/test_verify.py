@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import ingest
 from conftest import partials
 from fixtures.damage import flip_bits
 from ingest import api, fsio
@@ -367,3 +368,12 @@ def test_cli_exit_codes_and_one_line_errors(card, dests, tmp_path):
         assert r.exit_code == 2, (args, r.output)
         assert isinstance(r.exception, SystemExit) and "Traceback" not in r.output
         assert 1 <= len([ln for ln in r.output.splitlines() if ln.strip()]) <= 3, r.output
+
+
+def test_verify_without_decode_names_no_decoder(card, tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    api.offload(str(card), [str(dest)], decode=False, jobs=1)
+    report = api.verify([str(dest)], decode=False, jobs=1).report
+    assert report["versions"] == {"ingest": ingest.__version__,
+                                  "decoders": "not run (--no-decode)"}

@@ -233,14 +233,19 @@ class DecodePool:
                                    initargs=(os.getpid(),))
 
     def _ready_executor(self) -> ProcessPoolExecutor:
-        """A new executor whose workers are up, so task clocks measure only decoding."""
+        """A new executor whose workers are up, so task clocks measure only decoding.
+
+        close() does not wait for the warm-up (up to WARM_UP_SECONDS when a worker hangs at
+        start): a run that ends or fails early gives its error at once."""
         executor = self._new_executor()
         try:
-            done, _ = wait([executor.submit(_warm_up) for _ in range(self.jobs)],
-                           timeout=WARM_UP_SECONDS)
-            for f in done:
-                if self.versions is None and not f.exception():
-                    self.versions = f.result()
+            pending = {executor.submit(_warm_up) for _ in range(self.jobs)}
+            deadline = time.monotonic() + WARM_UP_SECONDS
+            while pending and not self._closing and time.monotonic() < deadline:
+                done, pending = wait(pending, timeout=_TICK)
+                for f in done:
+                    if self.versions is None and not f.exception():
+                        self.versions = f.result()
         except Exception:  # noqa: BLE001 - a failing start shows up on the first real task
             pass
         return executor

@@ -6,8 +6,9 @@ from functools import cache
 
 from ingest import __version__
 
-# In the report of a run that decoded nothing (`--no-decode`): no verdict rests on a decoder.
-NOT_RUN = {"decoders": "not run (--no-decode)"}
+# The versions in the report of a run that decoded nothing (`--no-decode`): no verdict rests
+# on a decoder.
+NOT_RUN = {"ingest": __version__, "decoders": "not run (--no-decode)"}
 
 
 @cache

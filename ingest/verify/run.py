@@ -93,7 +93,8 @@ def verify(cfg: VerifyConfig) -> VerifyResult:
         if cfg.destination_reports:
             _add_mhl_generations(archives, run.facts, finished)
 
-    report = build_report("verify", None, archives, records, None, started, finished, cfg)
+    report = build_report("verify", None, archives, records, None, started, finished, cfg,
+                          decoders=getattr(run.pool, "versions", None))
     report["verify"] = verify_facts(
         cfg, run, (finished - started).total_seconds(),
         outside_subset=sum(plan.outside_subset.values()), over_budget=len(plan.over_budget),
