@@ -25,7 +25,7 @@ from ingest.lock import DestinationLock
 from ingest.model import Copy, FileRecord, Kind, SourceFile, Status
 from ingest.preflight import check_destinations, check_source
 from ingest.rebuild import open_or_rebuild
-from ingest.remote import is_remote
+from ingest.remote import split_destinations
 from ingest.summary import summarize
 from ingest.volume import volume_identity
 
@@ -47,7 +47,7 @@ class RunResult:
 
 def offload(cfg: OffloadConfig) -> RunResult:
     source = check_source(cfg.source)
-    local, remote_urls = _split_destinations(cfg.destinations)
+    local, remote_urls = split_destinations(cfg.destinations)
     roots = check_destinations(source, local)
     started = cfg.clock()
     session = started.strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
@@ -119,7 +119,7 @@ def offload(cfg: OffloadConfig) -> RunResult:
         if cfg.destination_reports:
             _add_mhl_generations(dests, records, finished)
     report = build_report("offload", source, dests + remotes, records, found, started,
-                          finished, cfg, decoders=run.decoder_versions())
+                          finished, cfg, decoders=getattr(run.pool, "versions", None))
     if rebuilds:
         report["rebuilds"] = rebuilds
     write_reports(report, [d.root for d in dests if not d.dead], cfg)
@@ -141,14 +141,6 @@ def _start_decoder(cfg: OffloadConfig, found: Discovery, stack: ExitStack):
     pool = DecodePool(cfg.jobs, timeout=cfg.decode_timeout, max_in_flight=1_000_000)
     stack.callback(pool.close)  # also when opening a catalog fails
     return pool.start()
-
-
-def _split_destinations(destinations: list[str]) -> tuple[list[str], list[str]]:
-    if not any(is_remote(d) for d in destinations):
-        return list(destinations), []  # the S3 code is not even imported (20 ms at start)
-    from ingest.remote.stage import split_destinations
-
-    return split_destinations(destinations)
 
 
 def _open_remote(url: str, cfg: OffloadConfig, session: str, source: str, volume, stack):
@@ -283,11 +275,6 @@ class _Run:
             self.previews[id(rec)] = rel
         self.pending[id(rec)] = (rec, src)
         self.pool.submit(id(rec), req)
-
-    def decoder_versions(self) -> dict[str, str] | None:
-        """For the report: None makes it name this process's decoders (no workers came up:
-        the card had no image, or they could not start)."""
-        return self.pool.versions if self.pool is not None else None
 
     def collect(self, block: bool) -> None:
         if self.pool is None:
@@ -464,6 +451,8 @@ def _judge_decode(rec: FileRecord, dec: dict, card: dict | None, verdict: str) -
 def build_report(command: str, source: str | None, dests: list[Destination],
                  records: list[FileRecord], found: Discovery | None, started, finished,
                  cfg, decoders: dict[str, str] | None = None) -> dict:
+    """`decoders`: the versions the decode workers reported; None when no worker came up
+    (nothing to decode, or they could not start): this process names its own."""
     from ingest.report.versions import NOT_RUN, versions
 
     seconds = (finished - started).total_seconds()
@@ -477,7 +466,7 @@ def build_report(command: str, source: str | None, dests: list[Destination],
         "source": source,
         "destinations": [{"root": d.root, "device": d.device, "files": d.files,
                           "bytes": d.bytes, "error": d.dead} for d in dests],
-        "versions": dict(NOT_RUN) if not getattr(cfg, "decode", True) else versions(decoders),
+        "versions": versions(decoders if cfg.decode else NOT_RUN),
         "skipped_system_files": len(found.system_files) if found else 0,
         "skipped": [{"path": s.rel, "reason": s.reason, "holds_back": s.holds_back}
                     for s in found.skipped] if found else [],

@@ -254,9 +254,7 @@ def test_close_does_not_wait_for_workers_that_hang_at_start(monkeypatch) -> None
             pass
 
     monkeypatch.setattr(DecodePool, "_new_executor", lambda self: Stuck())
-    pool = DecodePool(1).start()
-    while pool._thread is None:
-        pass
+    pool = DecodePool(1).start()  # its pump thread is now inside the warm-up
     closer = threading.Thread(target=pool.close)
     closer.start()
     closer.join(timeout=10)  # the warm-up alone would hold it for 60 s

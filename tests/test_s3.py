@@ -411,7 +411,7 @@ def test_cli_and_reports_never_show_credentials(endpoint, bucket, local, tmp_pat
 
 @needs_s3
 def test_usage_errors_are_one_line(endpoint, bucket, tmp_path):
-    from ingest.remote.stage import split_destinations
+    from ingest.remote import split_destinations
 
     runner = CliRunner()
     gone = runner.invoke(verify_command, [f"s3://{bucket}-missing/x", "--s3-endpoint",
@@ -429,7 +429,7 @@ def test_usage_errors_are_one_line(endpoint, bucket, tmp_path):
 
 
 def test_without_s3fs_the_destination_says_how_to_enable_it(monkeypatch, tmp_path):
-    from ingest.remote.stage import split_destinations
+    from ingest.remote import split_destinations
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",

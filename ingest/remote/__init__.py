@@ -48,3 +48,23 @@ def redact(text: str, extra: tuple[str, ...] = ()) -> str:
     for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
         out = out.replace(secret, "***")
     return _KEY_ID.sub("***", out)
+
+
+def split_destinations(destinations: list[str]) -> tuple[list[str], list[str]]:
+    """(local folders, s3:// URLs) for preflight. An s3:// destination is filled from a
+    verified local copy, so it needs a local destination beside it. The S3 code is imported
+    only when there is an s3:// URL."""
+    local = [d for d in destinations if not is_remote(d)]
+    remote: list[str] = []
+    for url in (d for d in destinations if is_remote(d)):
+        require_s3(url)
+        from ingest.remote.s3 import parse_url
+
+        canonical = parse_url(url).url
+        if canonical in remote:
+            raise UsageError(f"destination {redact(url)} is given twice")
+        remote.append(canonical)
+    if remote and not local:
+        raise UsageError("an s3:// destination is uploaded from a verified local copy: give a "
+                         "local destination too (the card is read only once)")
+    return local, remote

@@ -23,10 +23,11 @@ The catalog of an S3 destination is `<prefix>/.ingest/catalog.sqlite`: downloade
 destination is opened (or created), updated here, and uploaded every CHECKPOINT_ROWS files
 and when it is closed, each time beside the old one and copied over it.
 
-How the offload drives it (pipeline.py): `split_destinations` before preflight; per s3:// URL
-`RemoteDestination(url, endpoint=..., clock=...).open(session, source=..., volume=...)`;
-`start_record(rec)` after each local commit (returns a future, or None when there is no
-verified local copy); once decodes are collected, `record(rec, future.result())`; then
+How the offload drives it (pipeline.py): `ingest.remote.split_destinations` before
+preflight; per s3:// URL `RemoteDestination(url, endpoint=..., clock=...).open(session,
+source=..., volume=...)`; `start_record(rec)` after each local commit (returns a future, or
+None when there is no verified local copy); once decodes are collected,
+`record(rec, future.result())`; then
 `finish(records)` and `close()`; `write_report(report)` once the report exists.
 """
 
@@ -63,7 +64,6 @@ from ingest.remote.s3 import (
     STATE,
     S3Store,
     checksum_of,
-    parse_url,
 )
 
 CHECKPOINT_ROWS = 64  # catalog uploads during a run: a killed run loses at most these rows
@@ -89,23 +89,6 @@ class PutResult(NamedTuple):
 
 class _Failed(Exception):
     """One attempt at one file failed; the text is the record's detail."""
-
-
-def split_destinations(destinations: list[str]) -> tuple[list[str], list[str]]:
-    """(local folders, s3:// URLs) for preflight. An s3:// destination is filled from a
-    verified local copy, so it needs a local destination beside it."""
-    local = [d for d in destinations if not is_remote(d)]
-    remote: list[str] = []
-    for url in (d for d in destinations if is_remote(d)):
-        require_s3(url)
-        canonical = parse_url(url).url
-        if canonical in remote:
-            raise UsageError(f"destination {redact(url)} is given twice")
-        remote.append(canonical)
-    if remote and not local:
-        raise UsageError("an s3:// destination is uploaded from a verified local copy: give a "
-                         "local destination too (the card is read only once)")
-    return local, remote
 
 
 class RemoteDestination:

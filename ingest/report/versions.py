@@ -6,9 +6,9 @@ from functools import cache
 
 from ingest import __version__
 
-# The versions in the report of a run that decoded nothing (`--no-decode`): no verdict rests
-# on a decoder.
-NOT_RUN = {"ingest": __version__, "decoders": "not run (--no-decode)"}
+# The decoders named in the report of a run that decoded nothing (`--no-decode`): no verdict
+# rests on one.
+NOT_RUN = {"decoders": "not run (--no-decode)"}
 
 
 @cache
