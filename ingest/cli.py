@@ -159,8 +159,9 @@ _register()
 
 
 def main() -> None:
-    # joblib imports numpy in this process, whose OpenBLAS starts a thread per core that
-    # spins for nothing (0.1 CPU-s per run, taken from the decode workers); this process
-    # does no linear algebra. Set before any import of numpy, and only for the command.
+    # Where numpy is imported in this process (verify's Dask backend imports joblib, which
+    # imports it), its OpenBLAS starts a thread per core that spins for nothing (0.1 CPU-s
+    # per run, taken from the decode workers); this process does no linear algebra. Set
+    # before any import of numpy, and only for the command.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     cli(prog_name="ingest")

@@ -108,6 +108,22 @@ def test_a_card_with_nothing_to_decode_starts_no_workers(tmp_path, monkeypatch):
     assert result.report["versions"]["libraw"]  # named by this process: no worker ran
 
 
+def test_the_offload_process_leaves_decoding_to_its_workers(card, tmp_path):
+    # Importing joblib (and with it numpy) here delayed the first copy by 0.4 s, cold cache.
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    script = ("import sys; from ingest import api; "
+              f"r = api.offload({str(card)!r}, [{str(dest)!r}], jobs=1, previews=False); "
+              "print(sorted(m for m in ('rawpy', 'numpy', 'PIL', 'simplejpeg', 'joblib') "
+              "if m in sys.modules)); print(sorted({str(x.status) for x in r.records})); "
+              "print(sum(bool(x.decode) for x in r.records))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0] == "[]"
+    assert "'verified'" in out[1]
+    assert int(out[2]) >= 3  # the workers did decode the card's images
+
+
 def test_an_offload_without_decode_imports_no_decoder(card, tmp_path):
     # Importing them only to name them in the report cost 0.15 s at the end of every run.
     dest = tmp_path / "dest"
