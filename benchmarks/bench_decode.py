@@ -3,7 +3,8 @@
 Run: .venv/bin/python -m pytest benchmarks/bench_decode.py --benchmark-only
 - RAW: rawpy unpack alone (open + raw_image: the CPU floor of e2e step b) and ingest's
   `verify_raw` (unpack plus the structure, size, constant-span, non-zero and embedded-preview
-  checks), each as ms per megapixel of the stored raw frame;
+  checks), each as ms per megapixel of the stored raw frame; and the content checks alone
+  (constant spans and non-zero share, on the unpacked frame);
 - JPEG: simplejpeg strict decode at full size (e2e step b) and ingest's `verify_jpeg` as it
   runs without previews (strict decode at the smallest DCT scale).
 Preview times are in bench_preview.py. Files are read into memory outside the timing.
@@ -19,7 +20,7 @@ import rawpy
 import simplejpeg
 
 from ingest.decode.jpeg import verify_jpeg
-from ingest.decode.raw import verify_raw
+from ingest.decode.raw import constant_span_check, nonzero_check, read_structure, verify_raw
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 RAWS = sorted((SAMPLES / "raw").iterdir()) if (SAMPLES / "raw").is_dir() else []
@@ -74,6 +75,30 @@ def test_raw_ingest_check(benchmark, rate, path):
         return dec.result["verdict"]
 
     assert benchmark(check) == "ok"
+    benchmark.extra_info["megapixels"] = round(mp, 2)
+    rate(ms_per_MP=lambda s: s * 1000 / mp)
+
+
+@pytest.mark.parametrize("path", RAWS or [None], ids=_ids if RAWS else None)
+def test_raw_content_checks(benchmark, rate, path):
+    if path is None:
+        pytest.skip(MISSING)
+    data = path.read_bytes()
+    mp = _raw_megapixels(data)
+    raw_ifd = read_structure(data, str(path)).tiff
+    raw_ifd = raw_ifd.raw_ifd() if raw_ifd else None
+    tile_width = raw_ifd.tile_width if raw_ifd is not None else 0
+    with rawpy.RawPy() as raw:
+        raw.open_buffer(io.BytesIO(data))
+        frame = raw.raw_image if tile_width else raw.raw_image_visible
+        black, white, colors = min(raw.black_level_per_channel), raw.white_level, raw.num_colors
+
+        def checks():
+            spans = constant_span_check(frame, black=black, white=white, colors=colors,
+                                        tile_width=tile_width)
+            return spans["ok"] and nonzero_check(frame, colors)["ok"]
+
+        assert benchmark(checks)
     benchmark.extra_info["megapixels"] = round(mp, 2)
     rate(ms_per_MP=lambda s: s * 1000 / mp)
 

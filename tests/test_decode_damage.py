@@ -29,6 +29,7 @@ from conftest import SAMPLES
 from fixtures import damage as dmg
 from ingest.decode.pool import DecodePool
 from ingest.decode.raw import (
+    _span_stats,
     constant_span_check,
     nonzero_check,
 )
@@ -121,6 +122,40 @@ def test_ramps_from_a_broken_predictor_chain_fail():
     cols = np.arange(frame.shape[1]) // 2
     frame[100:110] = (727 - 63 * cols).astype(np.uint16)[None, :]
     assert not _span_ok(frame, black=0, white=3840)
+
+
+@pytest.mark.parametrize("shape,chunk", [((60, 333), 64), ((40, 512), 128), ((30, 100, 3), 24),
+                                         ((20, 50), 10), ((16, 12), 12), ((10, 7), 7)])
+def test_span_screen_finds_what_a_full_pass_finds(shape, chunk):
+    # Constant spans and ramps are screened on their first samples, then checked in full; the
+    # result must be the same as a min, a max and a ramp test over every sample.
+    rng = np.random.default_rng(sum(shape) + chunk)
+    frame = rng.integers(0, 4096, shape, dtype=np.uint16)
+    planes = [frame] if frame.ndim == 2 else [frame[..., i] for i in range(frame.shape[2])]
+    for plane in planes:
+        h, w = plane.shape
+        cw = min(chunk, w)
+        for i in range(max(5, h // 3)):
+            r, c = int(rng.integers(h)), int(rng.integers(w // cw)) * cw
+            trap = i % 5
+            if trap == 0:    # a constant span
+                plane[r, c:c + cw] = rng.integers(4096)
+            elif trap == 1:  # a ramp per CFA colour, wrapping
+                plane[r, c:c + cw] = (rng.integers(65536) - 37 * np.arange(cw) // 2) % 65536
+            elif trap == 2:  # constant at the start only: passes the screen, not the check
+                plane[r, c:c + min(cw, 20)] = 7
+            elif trap == 3:  # a ramp at the start only
+                plane[r, c:c + min(cw, 20)] = 100 + 3 * np.arange(min(cw, 20))
+            else:            # one colour flat, the other sloping: still a ramp
+                plane[r, c:c + cw] = np.where(np.arange(cw) % 2, 50 + 5 * np.arange(cw), 900)
+        spans, const, ramp, per_row = _span_stats(plane, chunk)
+        full = plane[:, :per_row * cw].reshape(h, per_row, cw).reshape(-1, cw).astype(np.int64)
+        want_const = full.min(axis=1) == full.max(axis=1)
+        step = (full[:, 2:] - full[:, :-2]) % 65536
+        curve = (step[:, 2:] - step[:, :-2]) % 65536
+        want_ramp = (~curve.any(axis=1) & step.any(axis=1)) if cw >= 8 else want_const & False
+        assert want_const.any() and (cw < 8 or want_ramp.any())
+        assert (const == want_const).all() and (ramp == want_ramp).all()
 
 
 def test_zero_tiles_in_tiled_data_fail():

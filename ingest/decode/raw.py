@@ -382,34 +382,60 @@ def _planes(data: np.ndarray, colors: int) -> list[np.ndarray]:
     return planes
 
 
+# Samples at the start of each span that screen it: a constant span or a ramp shows in
+# them already, and 16 uint16 are two 64-bit words, compared as words below.
+SCREEN = 16
+_LANES = np.uint64(0x0001000100010001)  # one uint16 repeated in each of a word's 4 lanes
+
+
 def _span_stats(plane: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Per span of `chunk` samples along the rows: min, max, and whether it is an exact ramp.
+    """Per span of `chunk` samples along the rows: the spans (h, spans per row, span), whether
+    each is exactly constant, whether each is an exact ramp, and the spans per row.
 
     A ramp is exactly linear per CFA colour (second differences at step 2 all zero, slope not
-    zero), computed
-    in wrapping uint16 arithmetic: a corrupt lossless-JPEG predictor chain decodes to such a
-    ramp, wrapping past 65535, while sensor noise never lines up over a whole span.
+    zero), computed in wrapping uint16 arithmetic: a corrupt lossless-JPEG predictor chain
+    decodes to such a ramp, wrapping past 65535, while sensor noise never lines up over a
+    whole span.
+
+    Both are screened on each span's first SCREEN samples; only the few spans that pass are
+    checked in full. This does not change a verdict (a span that fails the screen cannot be
+    constant or a ramp), and costs a third of a min and a max over every sample.
     """
     h, w = plane.shape
     cw = max(1, min(chunk, w))
     k = w // cw
+    # A view (h, spans per row, span): rows are not contiguous when spans leave a remainder.
     spans = plane[:, :k * cw].reshape(h, k, cw).astype(np.uint16, copy=False)
-    mins, maxs = spans.min(axis=2).ravel(), spans.max(axis=2).ravel()
-    if cw < 8:
-        return mins, maxs, np.zeros_like(mins, dtype=bool), k
-    # Screen on the first samples of each span, then check the few candidates in full.
-    ramp = _ramps(spans[:, :, :16]).ravel()
-    if ramp.any():
+    if cw < SCREEN:
         flat = spans.reshape(-1, cw)
-        idx = np.flatnonzero(ramp)
-        ramp[idx] = _ramps(flat[idx][None]).ravel()
-    return mins, maxs, ramp, k
+        const = flat.min(axis=1) == flat.max(axis=1)
+        ramp = _ramps(flat) if cw >= 8 else np.zeros_like(const)
+        return spans, const, ramp, k
+    head = np.ascontiguousarray(spans[:, :, :SCREEN]).reshape(-1, SCREEN)
+    words = head.view(np.uint64)  # (n, 4); numpy reduces a short last axis slowly
+    lanes = head[:, 0].astype(np.uint64) * _LANES
+    const = (words[:, 0] == lanes) & (words[:, 1] == lanes) & (words[:, 2] == lanes) & \
+        (words[:, 3] == lanes)
+    step = head[:, 2:] - head[:, :-2]
+    curve = (step[:, 2:] - step[:, :-2]).view(np.uint64)  # (n, 3): 12 uint16 per span
+    # With no curve, the steps repeat every 2 samples: the first two give the slope.
+    ramp = ((curve[:, 0] | curve[:, 1] | curve[:, 2]) == 0) & ((step[:, 0] | step[:, 1]) != 0)
+    for mask, exact in ((const, _constant), (ramp, _ramps)):
+        idx = np.flatnonzero(mask)
+        if idx.size:
+            mask[idx] = exact(spans[idx // k, idx % k])
+    return spans, const, ramp, k
+
+
+def _constant(spans: np.ndarray) -> np.ndarray:
+    return spans.min(axis=1) == spans.max(axis=1)
 
 
 def _ramps(spans: np.ndarray) -> np.ndarray:
-    step = spans[:, :, 2:] - spans[:, :, :-2]
+    """Per row of `spans` (one span each): is it an exact ramp."""
+    step = spans[:, 2:] - spans[:, :-2]
     # A slope of zero per colour is clipping with a different clip level per channel.
-    return ~(step[:, :, 2:] - step[:, :, :-2]).any(axis=2) & step.any(axis=2)
+    return ~(step[:, 2:] - step[:, :-2]).any(axis=1) & step.any(axis=1)
 
 
 def chunk_width(width: int, tile_width: int = 0) -> int:
@@ -454,11 +480,12 @@ def constant_span_check(data: np.ndarray, *, black: int, white: int, colors: int
     chunk = chunk_width(data.shape[1], tile_width)
     worst = (0, 0, 0, 0, 1, "")  # bad spans, first bad span, value, plane, spans/row, kind
     for p, plane in enumerate(_planes(data, colors)):
-        mins, maxs, ramp, per_row = _span_stats(plane, chunk)
-        const = mins == maxs
+        spans, const, ramp, per_row = _span_stats(plane, chunk)
         ramp &= ~const
         bad = ramp.copy()
-        if const.any():
+        mins = spans[:, :, 0].ravel()  # a constant span's value
+        if const.any():  # clipping and fills: rare, so only then a min and max of every span
+            mins, maxs = spans.min(axis=2).ravel(), spans.max(axis=2).ravel()
             near = const.copy()
             near[1:] |= const[:-1]
             near[:-1] |= const[1:]
