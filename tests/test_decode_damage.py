@@ -124,13 +124,17 @@ def test_ramps_from_a_broken_predictor_chain_fail():
     assert not _span_ok(frame, black=0, white=3840)
 
 
-@pytest.mark.parametrize("shape,chunk", [((60, 333), 64), ((40, 512), 128), ((30, 100, 3), 24),
-                                         ((20, 50), 10), ((16, 12), 12), ((10, 7), 7)])
-def test_span_screen_finds_what_a_full_pass_finds(shape, chunk):
+@pytest.mark.parametrize("shape,chunk,dtype", [
+    ((60, 333), 64, np.uint16), ((40, 512), 128, np.uint16), ((30, 100, 3), 24, np.uint16),
+    ((20, 50), 10, np.uint16), ((16, 12), 12, np.uint16), ((10, 7), 7, np.uint16),
+    ((8, 64), 16, np.uint16), ((24, 96), 32, np.int32), ((400, 64), 16, np.uint16)])
+def test_span_screen_finds_what_a_full_pass_finds(shape, chunk, dtype):
     # Constant spans and ramps are screened on their first samples, then checked in full; the
     # result must be the same as a min, a max and a ramp test over every sample.
     rng = np.random.default_rng(sum(shape) + chunk)
-    frame = rng.integers(0, 4096, shape, dtype=np.uint16)
+    frame = rng.integers(0, 4096, shape).astype(dtype)
+    if shape[0] >= 400:  # a blown sky: most spans constant, so most pass the screen
+        frame[: shape[0] // 2] = 4095
     planes = [frame] if frame.ndim == 2 else [frame[..., i] for i in range(frame.shape[2])]
     for plane in planes:
         h, w = plane.shape
@@ -148,7 +152,8 @@ def test_span_screen_finds_what_a_full_pass_finds(shape, chunk):
                 plane[r, c:c + min(cw, 20)] = 100 + 3 * np.arange(min(cw, 20))
             else:            # one colour flat, the other sloping: still a ramp
                 plane[r, c:c + cw] = np.where(np.arange(cw) % 2, 50 + 5 * np.arange(cw), 900)
-        spans, const, ramp, per_row = _span_stats(plane, chunk)
+        spans, const, ramp, per_row, extremes = _span_stats(plane, chunk)
+        assert per_row == w // cw
         full = plane[:, :per_row * cw].reshape(h, per_row, cw).reshape(-1, cw).astype(np.int64)
         want_const = full.min(axis=1) == full.max(axis=1)
         step = (full[:, 2:] - full[:, :-2]) % 65536
@@ -156,6 +161,10 @@ def test_span_screen_finds_what_a_full_pass_finds(shape, chunk):
         want_ramp = (~curve.any(axis=1) & step.any(axis=1)) if cw >= 8 else want_const & False
         assert want_const.any() and (cw < 8 or want_ramp.any())
         assert (const == want_const).all() and (ramp == want_ramp).all()
+        if extremes is not None:  # computed when many spans pass the screen: exact too
+            assert (extremes[0] == full.min(axis=1)).all()
+            assert (extremes[1] == full.max(axis=1)).all()
+        assert (extremes is not None) == (cw < 16 or h >= 400)
 
 
 def test_zero_tiles_in_tiled_data_fail():

@@ -383,14 +383,19 @@ def _planes(data: np.ndarray, colors: int) -> list[np.ndarray]:
 
 
 # Samples at the start of each span that screen it: a constant span or a ramp shows in
-# them already, and 16 uint16 are two 64-bit words, compared as words below.
+# them already, and 16 uint16 are four 64-bit words, compared as words below.
 SCREEN = 16
 _LANES = np.uint64(0x0001000100010001)  # one uint16 repeated in each of a word's 4 lanes
 
 
-def _span_stats(plane: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+Extremes = tuple[np.ndarray, np.ndarray]  # per span: min, max
+
+
+def _span_stats(plane: np.ndarray, chunk: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, Extremes | None]:
     """Per span of `chunk` samples along the rows: the spans (h, spans per row, span), whether
-    each is exactly constant, whether each is an exact ramp, and the spans per row.
+    each is exactly constant, whether each is an exact ramp, the spans per row, and each
+    span's min and max where they were computed.
 
     A ramp is exactly linear per CFA colour (second differences at step 2 all zero, slope not
     zero), computed in wrapping uint16 arithmetic: a corrupt lossless-JPEG predictor chain
@@ -399,7 +404,9 @@ def _span_stats(plane: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray, 
 
     Both are screened on each span's first SCREEN samples; only the few spans that pass are
     checked in full. This does not change a verdict (a span that fails the screen cannot be
-    constant or a ramp), and costs a third of a min and a max over every sample.
+    constant or a ramp), and costs a third of a min and a max over every sample. When many
+    spans pass (clipping, a fill), one min and max over every span is cheaper than copying
+    the candidates out, and the caller needs them then anyway.
     """
     h, w = plane.shape
     cw = max(1, min(chunk, w))
@@ -408,9 +415,10 @@ def _span_stats(plane: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray, 
     spans = plane[:, :k * cw].reshape(h, k, cw).astype(np.uint16, copy=False)
     if cw < SCREEN:
         flat = spans.reshape(-1, cw)
-        const = flat.min(axis=1) == flat.max(axis=1)
+        extremes = flat.min(axis=1), flat.max(axis=1)
+        const = extremes[0] == extremes[1]
         ramp = _ramps(flat) if cw >= 8 else np.zeros_like(const)
-        return spans, const, ramp, k
+        return spans, const, ramp, k, extremes
     head = np.ascontiguousarray(spans[:, :, :SCREEN]).reshape(-1, SCREEN)
     words = head.view(np.uint64)  # (n, 4); numpy reduces a short last axis slowly
     lanes = head[:, 0].astype(np.uint64) * _LANES
@@ -420,11 +428,22 @@ def _span_stats(plane: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray, 
     curve = (step[:, 2:] - step[:, :-2]).view(np.uint64)  # (n, 3): 12 uint16 per span
     # With no curve, the steps repeat every 2 samples: the first two give the slope.
     ramp = ((curve[:, 0] | curve[:, 1] | curve[:, 2]) == 0) & ((step[:, 0] | step[:, 1]) != 0)
-    for mask, exact in ((const, _constant), (ramp, _ramps)):
-        idx = np.flatnonzero(mask)
-        if idx.size:
-            mask[idx] = exact(spans[idx // k, idx % k])
-    return spans, const, ramp, k
+    extremes = None
+    if np.count_nonzero(const) > const.size // 16:
+        extremes = spans.min(axis=2).ravel(), spans.max(axis=2).ravel()
+        const = extremes[0] == extremes[1]
+    else:
+        _confirm(const, spans, _constant)
+    _confirm(ramp, spans, _ramps)
+    return spans, const, ramp, k, extremes
+
+
+def _confirm(mask: np.ndarray, spans: np.ndarray, exact) -> None:
+    """Check in full the spans that passed the screen (few: they are copied out)."""
+    idx = np.flatnonzero(mask)
+    if idx.size:
+        k = spans.shape[1]
+        mask[idx] = exact(spans[idx // k, idx % k])
 
 
 def _constant(spans: np.ndarray) -> np.ndarray:
@@ -480,12 +499,12 @@ def constant_span_check(data: np.ndarray, *, black: int, white: int, colors: int
     chunk = chunk_width(data.shape[1], tile_width)
     worst = (0, 0, 0, 0, 1, "")  # bad spans, first bad span, value, plane, spans/row, kind
     for p, plane in enumerate(_planes(data, colors)):
-        spans, const, ramp, per_row = _span_stats(plane, chunk)
+        spans, const, ramp, per_row, extremes = _span_stats(plane, chunk)
         ramp &= ~const
         bad = ramp.copy()
         mins = spans[:, :, 0].ravel()  # a constant span's value
         if const.any():  # clipping and fills: rare, so only then a min and max of every span
-            mins, maxs = spans.min(axis=2).ravel(), spans.max(axis=2).ravel()
+            mins, maxs = extremes or (spans.min(axis=2).ravel(), spans.max(axis=2).ravel())
             near = const.copy()
             near[1:] |= const[:-1]
             near[:-1] |= const[1:]
