@@ -115,6 +115,18 @@ def test_zero_and_max_fills_fail():
     assert not _span_ok(frame, black=2056, white=15000)
 
 
+def test_the_finding_names_the_first_filled_span():
+    # A fill in the middle span of each row: the message gives its value and its row.
+    frame = _bayer(h=120, w=2400, black=2056, white=15000)
+    frame[60:80, 800:1600] = 0
+    detail = constant_span_check(frame, black=2056, white=15000)["detail"]
+    assert "20 row spans of 800 samples" in detail and "exactly 0 at row 60;" in detail
+    stack = np.stack([_bayer(black=512, white=4095, seed=i) for i in range(3)], axis=2)
+    stack[30:40, :, 1] = 16383
+    detail = constant_span_check(stack, black=512, white=4095, colors=3)["detail"]
+    assert "exactly 16383 at row 30 in plane 1;" in detail
+
+
 def test_ramps_from_a_broken_predictor_chain_fail():
     # Zeros in lossless-JPEG data decode to a fixed difference per sample: an exact ramp
     # per CFA colour that wraps past 65535 (seen in the D5000 DNG with a 64 KiB zero block).

@@ -108,31 +108,35 @@ def test_a_card_with_nothing_to_decode_starts_no_workers(tmp_path, monkeypatch):
     assert result.report["versions"]["libraw"]  # named by this process: no worker ran
 
 
-def test_the_offload_process_leaves_decoding_to_its_workers(card, tmp_path):
-    # Importing joblib (and with it numpy) here delayed the first copy by 0.4 s, cold cache.
+def _offload_in_a_fresh_process(card, tmp_path, options: str, show: str) -> tuple[list, object]:
+    """api.offload(card, [dest], <options>) in a new interpreter: (the decoder libraries it
+    imported, the expression `show` evaluated on the result `r`)."""
     dest = tmp_path / "dest"
     dest.mkdir()
-    script = ("import sys; from ingest import api; "
-              f"r = api.offload({str(card)!r}, [{str(dest)!r}], jobs=1, previews=False); "
-              "print(sorted(m for m in ('rawpy', 'numpy', 'PIL', 'simplejpeg', 'joblib') "
-              "if m in sys.modules)); print(sorted({str(x.status) for x in r.records})); "
-              "print(sum((x.decode or {}).get('verdict') == 'ok' for x in r.records))")
+    heavy = ("rawpy", "numpy", "PIL", "simplejpeg", "joblib")
+    script = ("import json, sys; from ingest import api; "
+              f"r = api.offload({str(card)!r}, [{str(dest)!r}], {options}); "
+              f"print(json.dumps([sorted(m for m in {heavy!r} if m in sys.modules), {show}]))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         check=True).stdout.splitlines()
-    assert out[0] == "[]"
-    assert "'verified'" in out[1]
-    assert int(out[2]) >= 3  # the workers decoded the card's images and found them whole
+                         check=True).stdout
+    imported, shown = json.loads(out.splitlines()[-1])
+    return imported, shown
+
+
+def test_the_offload_process_leaves_decoding_to_its_workers(card, tmp_path):
+    # Importing joblib (and with it numpy) here delayed the first copy by 0.4 s, cold cache.
+    imported, (statuses, ok) = _offload_in_a_fresh_process(
+        card, tmp_path, "jobs=1, previews=False",
+        "[sorted({str(x.status) for x in r.records}), "
+        "sum((x.decode or {}).get('verdict') == 'ok' for x in r.records)]")
+    assert imported == []
+    assert "verified" in statuses
+    assert ok >= 3  # the workers decoded the card's images and found them whole
 
 
 def test_an_offload_without_decode_imports_no_decoder(card, tmp_path):
     # Importing them only to name them in the report cost 0.15 s at the end of every run.
-    dest = tmp_path / "dest"
-    dest.mkdir()
-    script = ("import sys; from ingest import api; "
-              f"r = api.offload({str(card)!r}, [{str(dest)!r}], decode=False); "
-              "print(sorted(m for m in ('rawpy', 'numpy', 'PIL', 'simplejpeg') "
-              "if m in sys.modules)); print(r.report['versions'])")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         check=True).stdout.splitlines()
-    assert out[0] == "[]"
-    assert "not run (--no-decode)" in out[1] and "libraw" not in out[1]
+    imported, versions = _offload_in_a_fresh_process(card, tmp_path, "decode=False",
+                                                     "r.report['versions']")
+    assert imported == []
+    assert versions["decoders"] == "not run (--no-decode)" and "libraw" not in versions

@@ -268,7 +268,7 @@ class DecodePool:
                 try:
                     self._executor = self._ready_executor()
                 except Exception:  # noqa: BLE001 - the first task will try again, and report
-                    self._executor = None
+                    pass
         if self._suspects:
             if self._running:
                 return

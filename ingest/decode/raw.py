@@ -414,10 +414,9 @@ def _span_stats(plane: np.ndarray, chunk: int
     # A view (h, spans per row, span): rows are not contiguous when spans leave a remainder.
     spans = plane[:, :k * cw].reshape(h, k, cw).astype(np.uint16, copy=False)
     if cw < SCREEN:
-        flat = spans.reshape(-1, cw)
-        extremes = flat.min(axis=1), flat.max(axis=1)
+        extremes = _extremes(spans)
         const = extremes[0] == extremes[1]
-        ramp = _ramps(flat) if cw >= 8 else np.zeros_like(const)
+        ramp = _ramps(spans.reshape(-1, cw)) if cw >= 8 else np.zeros_like(const)
         return spans, const, ramp, k, extremes
     head = np.ascontiguousarray(spans[:, :, :SCREEN]).reshape(-1, SCREEN)
     words = head.view(np.uint64)  # (n, 4); numpy reduces a short last axis slowly
@@ -430,7 +429,7 @@ def _span_stats(plane: np.ndarray, chunk: int
     ramp = ((curve[:, 0] | curve[:, 1] | curve[:, 2]) == 0) & ((step[:, 0] | step[:, 1]) != 0)
     extremes = None
     if np.count_nonzero(const) > const.size // 16:
-        extremes = spans.min(axis=2).ravel(), spans.max(axis=2).ravel()
+        extremes = _extremes(spans)
         const = extremes[0] == extremes[1]
     else:
         _confirm(const, spans, _constant)
@@ -446,8 +445,14 @@ def _confirm(mask: np.ndarray, spans: np.ndarray, exact) -> None:
         mask[idx] = exact(spans[idx // k, idx % k])
 
 
+def _extremes(spans: np.ndarray) -> Extremes:
+    """Min and max of each span (along the last axis), flat."""
+    return spans.min(axis=-1).ravel(), spans.max(axis=-1).ravel()
+
+
 def _constant(spans: np.ndarray) -> np.ndarray:
-    return spans.min(axis=1) == spans.max(axis=1)
+    mins, maxs = _extremes(spans)
+    return mins == maxs
 
 
 def _ramps(spans: np.ndarray) -> np.ndarray:
@@ -497,14 +502,13 @@ def constant_span_check(data: np.ndarray, *, black: int, white: int, colors: int
     constant one are left out of "every other part": a fill rarely starts on a span boundary.
     """
     chunk = chunk_width(data.shape[1], tile_width)
-    worst = (0, 0, 0, 0, 1, "")  # bad spans, first bad span, value, plane, spans/row, kind
+    worst = (0, 0, 0, 1, "")  # bad spans, first bad span, plane, spans/row, kind
     for p, plane in enumerate(_planes(data, colors)):
         spans, const, ramp, per_row, extremes = _span_stats(plane, chunk)
         ramp &= ~const
         bad = ramp.copy()
-        mins = spans[:, :, 0].ravel()  # a constant span's value
         if const.any():  # clipping and fills: rare, so only then a min and max of every span
-            mins, maxs = extremes or (spans.min(axis=2).ravel(), spans.max(axis=2).ravel())
+            mins, maxs = extremes or _extremes(spans)
             near = const.copy()
             near[1:] |= const[:-1]
             near[:-1] |= const[1:]
@@ -522,9 +526,10 @@ def constant_span_check(data: np.ndarray, *, black: int, white: int, colors: int
         count = int(np.count_nonzero(bad))
         if count > worst[0]:
             first = int(np.argmax(bad))
-            kind = "a ramp" if ramp[first] else f"exactly {int(mins[first])}"
-            worst = (count, first, int(mins[first]), p, per_row, kind)
-    count, first, _value, plane_no, per_row, kind = worst
+            row, col = divmod(first, per_row)
+            kind = "a ramp" if ramp[first] else f"exactly {int(spans[row, col, 0])}"
+            worst = (count, first, p, per_row, kind)
+    count, first, plane_no, per_row, kind = worst
     if count < MIN_BAD_SPANS:
         return check("constant_rows", True, "no impossible constant spans")
     where = f" in plane {plane_no}" if data.ndim == 3 else ""
