@@ -20,7 +20,7 @@ import rawpy
 import simplejpeg
 
 from ingest.decode.jpeg import verify_jpeg
-from ingest.decode.raw import constant_span_check, nonzero_check, read_structure, verify_raw
+from ingest.decode.raw import content_checks, read_structure, sensor_levels, verify_raw
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 RAWS = sorted((SAMPLES / "raw").iterdir()) if (SAMPLES / "raw").is_dir() else []
@@ -88,23 +88,16 @@ def test_raw_content_checks(benchmark, rate, path, clipped):
         pytest.skip(MISSING)
     data = path.read_bytes()
     mp = _raw_megapixels(data)
-    tiff = read_structure(data, str(path)).tiff
-    raw_ifd = tiff.raw_ifd() if tiff else None
-    tile_width = raw_ifd.tile_width if raw_ifd is not None else 0
     with rawpy.RawPy() as raw:
         raw.open_buffer(io.BytesIO(data))
         stored, visible = raw.raw_image.copy(), raw.raw_image_visible.copy()
-        black = min(raw.black_level_per_channel)
-        white = max([raw.white_level] + list(raw.camera_white_level_per_channel or []))
-        colors = raw.num_colors
+        levels = sensor_levels(raw, read_structure(data, str(path)))
     if clipped:
         for frame in (stored, visible):
-            frame[: frame.shape[0] // 2] = white
+            frame[: frame.shape[0] // 2] = levels.white
 
     def checks():
-        spans = constant_span_check(stored if tile_width else visible, black=black,
-                                    white=white, colors=colors, tile_width=tile_width)
-        return spans["ok"], nonzero_check(visible, colors)["ok"]
+        return [c["ok"] for c in content_checks(stored, visible, levels)]
 
     spans_ok, nonzero_ok = benchmark(checks)
     assert nonzero_ok and (spans_ok or clipped)  # the real samples are whole

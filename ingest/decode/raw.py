@@ -636,6 +636,32 @@ def _thumb_check(raw: rawpy.RawPy, long_edge: int | None = None
             pixels, max(pixels.shape[:2]))
 
 
+@dataclass(slots=True, frozen=True)
+class SensorLevels:
+    """What the content checks need to know about a file's sensor data."""
+    black: int
+    white: int
+    colors: int
+    tile_width: int  # 0: not tiled
+
+
+def sensor_levels(raw: rawpy.RawPy, st: Structure) -> SensorLevels:
+    raw_ifd = st.tiff.raw_ifd() if st.tiff else None
+    return SensorLevels(
+        black=min(raw.black_level_per_channel),
+        white=max([raw.white_level] + list(raw.camera_white_level_per_channel or [])),
+        colors=raw.num_colors,
+        tile_width=raw_ifd.tile_width if raw_ifd is not None else 0)
+
+
+def content_checks(stored: np.ndarray, visible: np.ndarray, lv: SensorLevels) -> list[dict]:
+    """The checks on unpacked sensor data: impossible constant spans, and a mostly zero plane.
+    Tiled data is checked in stored coordinates so spans line up with the tiles."""
+    return [constant_span_check(stored if lv.tile_width else visible, black=lv.black,
+                                white=lv.white, colors=lv.colors, tile_width=lv.tile_width),
+            nonzero_check(visible, lv.colors)]
+
+
 def verify_raw(path: str, data: bytes, preview_long_edge: int | None = None) -> RawDecode:
     """Open from memory (the bytes are read once by the caller), unpack, check."""
     name = decoder_name()
@@ -657,15 +683,7 @@ def verify_raw(path: str, data: bytes, preview_long_edge: int | None = None) -> 
     if structure is not None:
         checks.append(structure)
     checks.append(size_check(st, raw.sizes.raw_height, raw.sizes.raw_width))
-    visible = raw.raw_image_visible
-    white = max([raw.white_level] + list(raw.camera_white_level_per_channel or []))
-    raw_ifd = st.tiff.raw_ifd() if st.tiff else None
-    tile_width = raw_ifd.tile_width if raw_ifd is not None else 0
-    # Tiled data is checked in stored coordinates so spans line up with the tiles.
-    checks.append(constant_span_check(image if tile_width else visible,
-                                      black=min(raw.black_level_per_channel), white=white,
-                                      colors=raw.num_colors, tile_width=tile_width))
-    checks.append(nonzero_check(visible, raw.num_colors))
+    checks += content_checks(image, raw.raw_image_visible, sensor_levels(raw, st))
     thumb_check, thumb, thumb_long_edge = _thumb_check(raw, preview_long_edge)
     checks.append(thumb_check)
     return RawDecode(outcome(name, checks), raw=raw, thumb=thumb,
