@@ -1,0 +1,270 @@
+"""Where a step's time goes: py-spy profiles of e2e.py's steps, by process, thread and function.
+
+Runs each step asked for (default b, d1 and e) once, on the same card and with the page cache
+dropped first, exactly as e2e.py runs it, but under `py-spy record --subprocesses`. For each
+step it prints:
+
+  - the wall time, and the CPU seconds (user and system) of the main process, of the decode
+    workers and of the rest of the tree, sampled from /proc like e2e.py does, and the steal;
+  - py-spy's samples per process and per thread of the main process;
+  - the functions under which the most samples fell, inclusive (ingest's own functions, and
+    the benchmark helper's for b) and as leaves, for the main process and for the workers.
+
+py-spy counts a sample for every thread that is not idle: on the CPU, or in a system call that
+is not a wait (a disk read counts; a lock or a select does not). Its seconds are therefore
+not CPU seconds; the CPU line above them is. The raw stacks stay in --out (one file per step,
+collapsed format: flamegraph.pl and speedscope read it).
+
+Needs py-spy: `.venv/bin/pip install -e '.[profile]'`. Run as root to drop the page cache
+(see e2e.py). `--native` adds the C frames (LibRaw's) but stops each process at every sample.
+
+Run: .venv/bin/python benchmarks/profile_steps.py [--steps b,d1,e] [--rate 50] [--native]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import e2e  # noqa: E402 - the sibling script: same card, same commands, same eviction
+
+TOP = 12
+
+
+@dataclass
+class Tree:
+    """CPU seconds per process of a step's tree, by role, as last sampled."""
+
+    cpu: dict[int, tuple[str, float, float]] = field(default_factory=dict)
+
+    def by_role(self) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for role, user, system in self.cpu.values():
+            u, s, n = out.get(role, [0.0, 0.0, 0])
+            out[role] = [u + user, s + system, n + 1]
+        return out
+
+
+def role_of(proc, root_pid: int, main_pid: int | None) -> str:
+    if proc.pid == root_pid:
+        return "py-spy"
+    if proc.pid == main_pid:
+        return "main"
+    return "decode workers" if _is_worker(" ".join(proc.cmdline())) else "other"
+
+
+def _is_worker(cmdline: str) -> bool:
+    """A decode worker's command line (loky's, or multiprocessing's); not loky's tracker."""
+    return "popen_loky_posix" in cmdline or "spawn_main" in cmdline
+
+
+def _parent(proc) -> int | None:
+    import psutil
+
+    try:
+        return proc.ppid()
+    except psutil.Error:
+        return None
+
+
+def run_profiled(cmd: list[str], raw: Path, rate: int, native: bool, log: Path) -> tuple:
+    """Run cmd under py-spy; returns (wall seconds, exit code, Tree, steal seconds)."""
+    import psutil
+
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("py-spy is not installed: .venv/bin/pip install -e '.[profile]'")
+    args = [spy, "record", "--subprocesses", "--threads", "--rate", str(rate), "--format", "raw",
+            "--output", str(raw)]
+    args += ["--native"] if native else ["--nonblocking"]
+    tree = Tree()
+    ticks0 = e2e.cpu_ticks()
+    with open(log, "ab") as out:
+        t0 = time.perf_counter()
+        popen = subprocess.Popen([*args, "--", *cmd], stdout=out, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL)
+        root = psutil.Process(popen.pid)
+        done = threading.Event()
+
+        def sample() -> None:
+            main_pid = None
+            roles: dict[int, str] = {}
+            while not done.is_set():
+                try:
+                    kids = root.children(recursive=True)
+                except psutil.Error:
+                    kids = []
+                if main_pid is None:
+                    direct = [k.pid for k in kids if _parent(k) == root.pid]
+                    main_pid = min(direct) if direct else None
+                for p in [root, *kids]:
+                    try:
+                        with p.oneshot():
+                            t = p.cpu_times()
+                            # A role, once known, stays: an exiting worker's cmdline is empty.
+                            role = roles.get(p.pid) or role_of(p, root.pid, main_pid)
+                            if role != "other":
+                                roles[p.pid] = role
+                            tree.cpu[p.pid] = (role, t.user, t.system)
+                    except psutil.Error:
+                        pass
+                done.wait(e2e.SAMPLE_EVERY)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        rc = popen.wait()
+        seconds = time.perf_counter() - t0
+        done.set()
+        sampler.join()
+    ticks1 = e2e.cpu_ticks()
+    steal = None
+    if ticks0 is not None and ticks1 is not None:
+        steal = (ticks1[1] - ticks0[1]) / os.sysconf("SC_CLK_TCK")
+    return seconds, rc, tree, steal
+
+
+@dataclass
+class Profile:
+    """py-spy's collapsed stacks, split by process role and main-process thread."""
+
+    rate: int
+    samples: collections.Counter = field(default_factory=collections.Counter)
+    threads: collections.Counter = field(default_factory=collections.Counter)
+    inclusive: dict[str, collections.Counter] = field(default_factory=dict)
+    leaves: dict[str, collections.Counter] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path, rate: int, own: tuple[str, ...]) -> Profile:
+        prof = cls(rate)
+        for line in path.read_text(errors="replace").splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue
+            n = int(count)
+            frames = stack.split(";")
+            procs = [f for f in frames if f.startswith("process ")]
+            role = "main" if len(procs) == 1 else (
+                "decode workers" if _is_worker(procs[-1]) else "other")
+            rest = [f for f in frames if not f.startswith("process ")]
+            head = rest[0] if rest and rest[0].startswith("thread (") else None
+            thread = head.split(": ", 1)[1] if head and ": " in head else ""
+            calls = rest[1:] if head else rest
+            prof.samples[role] += n
+            if role == "main":
+                prof.threads[_thread_name(thread, calls)] += n
+            if calls:
+                prof.leaves.setdefault(role, collections.Counter())[calls[-1]] += n
+            mine = {_no_line(c) for c in calls if any(o in c for o in own)}
+            inc = prof.inclusive.setdefault(role, collections.Counter())
+            for c in mine:
+                inc[c] += n
+        return prof
+
+    def seconds(self, n: int) -> float:
+        return n / self.rate
+
+
+def _no_line(frame: str) -> str:
+    """'f (path:12)' -> 'f (path)': a function counts once however many of its lines ran."""
+    head, sep, tail = frame.rpartition(":")
+    return f"{head})" if sep and tail.rstrip(")").isdigit() else frame
+
+
+def _thread_name(name: str, calls: list[str]) -> str:
+    """py-spy names a thread only when Python knows it; else name it by what it runs."""
+    if name and not name.startswith("Thread-"):
+        return name
+    for c in calls:
+        if "_bootstrap" not in c and "Thread.run" not in c:
+            return c.split(" (")[0]
+    return "(no Python frames)"
+
+
+def report(step: str, seconds: float, rc: int, tree: Tree, steal: float | None,
+           prof: Profile) -> None:
+    print(f"\n=== {step}: {e2e.DESCRIPTIONS[step]}  (wall {seconds:.2f} s, exit {rc})")
+    parts = []
+    for role, (u, s, n) in sorted(tree.by_role().items()):
+        procs = f", {n} processes" if n > 1 else ""
+        parts.append(f"{role} {u + s:.2f} (user {u:.2f}, sys {s:.2f}{procs})")
+    print("CPU s: " + "; ".join(parts) + (f"; steal {steal:.2f}" if steal is not None else ""))
+    total = sum(prof.samples.values())
+    print(f"py-spy samples: {prof.seconds(total):.2f} s in all: " + ", ".join(
+        f"{r} {prof.seconds(n):.2f}" for r, n in prof.samples.most_common()))
+    if prof.threads:
+        print("  main process by thread: " + ", ".join(
+            f"{t} {prof.seconds(n):.2f}" for t, n in prof.threads.most_common(8)))
+    for role in ("main", "decode workers"):
+        if role not in prof.samples:
+            continue
+        print(f"  {role}, inclusive (s):")
+        for fn, n in prof.inclusive.get(role, collections.Counter()).most_common(TOP):
+            print(f"    {prof.seconds(n):6.2f}  {fn}")
+        print(f"  {role}, leaf (s):")
+        for fn, n in prof.leaves.get(role, collections.Counter()).most_common(TOP):
+            print(f"    {prof.seconds(n):6.2f}  {fn}")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="py-spy profiles of e2e.py's steps.")
+    ap.add_argument("--steps", default="b,d1,e", help="e2e.py's steps, comma-separated (not a, "
+                    "c or cj: their copy is cp, which py-spy cannot see)")
+    ap.add_argument("--size", default="1G")
+    ap.add_argument("--card", type=Path, default=None)
+    ap.add_argument("--card-cache", type=Path, default=Path("/tmp/ingest-bench-card"))
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--rate", type=int, default=50, help="samples per second (default 50; "
+                    "py-spy's own CPU time, printed per step, grows with it)")
+    ap.add_argument("--native", action="store_true", help="include C frames (slower)")
+    ap.add_argument("--evict", choices=("auto", "drop_caches", "fadvise"), default="auto")
+    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "ingest-profile")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    steps = [s for s in args.steps.split(",") if s]
+    bad = [s for s in steps if s not in e2e.STEPS or s in ("a", "c", "cj")]
+    if bad:
+        raise SystemExit(f"cannot profile step(s) {', '.join(bad)}: choose from b, d1, d2, p, e")
+    card_dir = args.card or args.card_cache / f"card-{args.size.upper()}"
+    card = e2e.build_card(card_dir, e2e.parse_size(args.size))
+    files = e2e.card_files(card_dir)
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="ingest-profile-"))
+    bench = e2e.Bench(work, args.evict, quiet_wait=0.0, verbose=False)
+    own = ("ingest/", "e2e.py", "decode_one (")  # b's workers run decode_one unpickled
+    try:
+        for step in steps:
+            scratch = work / step
+            dests = [scratch / f"dest{i + 1}" for i in range(2 if step == "d2" else 1)]
+            for d in dests:
+                d.mkdir(parents=True)
+            cmd = e2e.step_command(step, card_dir, dests, args.jobs, scratch / "report.json")
+            e2e.evict(files, args.evict)
+            bench.warm()
+            raw = args.out / f"{step}.txt"
+            seconds, rc, tree, steal = run_profiled(cmd, raw, args.rate, args.native, bench.log)
+            report(step, seconds, rc, tree, steal, Profile.read(raw, args.rate, own))
+            shutil.rmtree(scratch, ignore_errors=True)
+    finally:
+        if bench.log.exists():
+            shutil.copyfile(bench.log, args.out / "commands.log")
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\ncard: {card.files} files, {card.bytes / 1e6:.0f} MB; raw stacks in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

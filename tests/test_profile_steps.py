@@ -1,0 +1,78 @@
+"""benchmarks/profile_steps.py: how py-spy's collapsed stacks are split and counted.
+
+The lines below follow what `py-spy record --subprocesses --threads --format raw` wrote for an
+offload of the benchmark card (process chain, then the thread, then the Python frames).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import profile_steps  # noqa: E402
+
+MAIN = 'process 100:"python ingest offload --jobs 2 CARD DEST"'
+WORKER = 'process 101:"python -m loky.backend.popen_loky_posix --process-name LokyProcess-1"'
+TRACKER = 'process 102:"python -c from loky.backend.resource_tracker import main"'
+RAW_LINES = [
+    f"{MAIN};thread (100): MainThread;<module> (ingest:6);offload (ingest/pipeline.py:97);"
+    "_prove (ingest/copier.py:282);FileIO.read (ingest/fsio.py:63) 30",
+    f"{MAIN};thread (100): MainThread;<module> (ingest:6);offload (ingest/pipeline.py:99);"
+    "_prove (ingest/copier.py:283);uncached_hash (ingest/fsio.py:99) 10",
+    f"{MAIN};thread (105);Thread._bootstrap (threading.py:1002);"
+    "Thread.run (threading.py:982);DecodePool._pump_loop (ingest/decode/pool.py:210) 5",
+    f"{MAIN};thread (106): read-back_0;Thread._bootstrap (threading.py:1002);"
+    "uncached_hash (ingest/fsio.py:99) 7",
+    f"{MAIN};{WORKER};thread (101): MainThread;run_task (ingest/decode/task.py:54);"
+    "verify_raw (ingest/decode/raw.py:675) 200",
+    f"{MAIN};{WORKER};thread (101): MainThread;run_task (ingest/decode/task.py:68);"
+    "verify_jpeg (ingest/decode/jpeg.py:113) 40",
+    f"{MAIN};{TRACKER};thread (102): MainThread;main (loky/backend/resource_tracker.py:1) 2",
+    "a line py-spy did not write",
+]
+
+
+def read(tmp_path: Path, rate: int = 100) -> profile_steps.Profile:
+    raw = tmp_path / "d1.txt"
+    raw.write_text("\n".join(RAW_LINES) + "\n")
+    return profile_steps.Profile.read(raw, rate, ("ingest/",))
+
+
+def test_samples_are_split_by_process_role(tmp_path):
+    prof = read(tmp_path)
+    assert dict(prof.samples) == {"main": 52, "decode workers": 240, "other": 2}
+    assert prof.seconds(prof.samples["decode workers"]) == 2.4
+
+
+def test_main_threads_are_named_by_python_or_by_what_they_run(tmp_path):
+    prof = read(tmp_path)
+    assert dict(prof.threads) == {"MainThread": 40, "DecodePool._pump_loop": 5,
+                                  "read-back_0": 7}
+
+
+def test_inclusive_counts_a_function_once_per_sample_whatever_its_lines(tmp_path):
+    prof = read(tmp_path)
+    main = prof.inclusive["main"]
+    # _prove ran at two lines in two stacks: 30 + 10 samples, under one name.
+    assert main["_prove (ingest/copier.py)"] == 40
+    assert main["uncached_hash (ingest/fsio.py)"] == 17
+    assert main["offload (ingest/pipeline.py)"] == 40
+    assert "<module> (ingest)" not in main  # the console script is not one of ours
+    workers = prof.inclusive["decode workers"]
+    assert workers["run_task (ingest/decode/task.py)"] == 240
+    assert workers["verify_raw (ingest/decode/raw.py)"] == 200
+
+
+def test_leaves_keep_their_line(tmp_path):
+    prof = read(tmp_path)
+    assert prof.leaves["decode workers"].most_common(1) == [
+        ("verify_raw (ingest/decode/raw.py:675)", 200)]
+    assert prof.leaves["main"]["FileIO.read (ingest/fsio.py:63)"] == 30
+
+
+def test_no_line():
+    assert profile_steps._no_line("f (ingest/x.py:12)") == "f (ingest/x.py)"
+    assert profile_steps._no_line("<module> (ingest:6)") == "<module> (ingest)"
+    assert profile_steps._no_line("thread (101)") == "thread (101)"
