@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import e2e  # noqa: E402 - the sibling script: same card, same commands, same eviction
 
 TOP = 12
+CHAIN_SHARE = 0.9
 
 
 @dataclass
@@ -165,7 +166,8 @@ class Profile:
                 prof.threads[_thread_name(thread, calls)] += n
             if calls:
                 prof.leaves.setdefault(role, collections.Counter())[calls[-1]] += n
-            mine = {_no_line(c) for c in calls if any(o in c for o in own)}
+            # Ordered from the outermost frame in, so that ties keep callers before callees.
+            mine = dict.fromkeys(_no_line(c) for c in calls if any(o in c for o in own))
             inc = prof.inclusive.setdefault(role, collections.Counter())
             for c in mine:
                 inc[c] += n
@@ -185,6 +187,8 @@ def _thread_name(name: str, calls: list[str]) -> str:
     """py-spy names a thread only when Python knows it; else name it by what it runs."""
     if name and not name.startswith("Thread-"):
         return name
+    if calls and calls[0].startswith("<module> "):
+        return "MainThread"  # sampled before py-spy could read its name: only it runs <module>
     for c in calls:
         if "_bootstrap" not in c and "Thread.run" not in c:
             return c.split(" (")[0]
@@ -208,8 +212,12 @@ def report(step: str, seconds: float, rc: int, tree: Tree, steal: float | None,
     for role in ("main", "decode workers"):
         if role not in prof.samples:
             continue
-        print(f"  {role}, inclusive (s):")
-        for fn, n in prof.inclusive.get(role, collections.Counter()).most_common(TOP):
+        inclusive = prof.inclusive.get(role, collections.Counter())
+        # Frames under nearly every sample are the call chain (cli > api > pipeline), not a
+        # place where time goes: name them once and list what lies below them.
+        chain = [fn for fn, n in inclusive.most_common() if n >= CHAIN_SHARE * prof.samples[role]]
+        print(f"  {role}, inclusive (s)" + (f", below {chain[-1]}:" if chain else ":"))
+        for fn, n in [(f, n) for f, n in inclusive.most_common() if f not in chain][:TOP]:
             print(f"    {prof.seconds(n):6.2f}  {fn}")
         print(f"  {role}, leaf (s):")
         for fn, n in prof.leaves.get(role, collections.Counter()).most_common(TOP):

@@ -25,6 +25,7 @@ RAW_LINES = [
     "Thread.run (threading.py:982);DecodePool._pump_loop (ingest/decode/pool.py:210) 5",
     f"{MAIN};thread (106): read-back_0;Thread._bootstrap (threading.py:1002);"
     "uncached_hash (ingest/fsio.py:99) 7",
+    f"{MAIN};thread (100);<module> (ingest:3);<module> (ingest/cli.py:8) 3",
     f"{MAIN};{WORKER};thread (101): MainThread;run_task (ingest/decode/task.py:54);"
     "verify_raw (ingest/decode/raw.py:675) 200",
     f"{MAIN};{WORKER};thread (101): MainThread;run_task (ingest/decode/task.py:68);"
@@ -42,13 +43,14 @@ def read(tmp_path: Path, rate: int = 100) -> profile_steps.Profile:
 
 def test_samples_are_split_by_process_role(tmp_path):
     prof = read(tmp_path)
-    assert dict(prof.samples) == {"main": 52, "decode workers": 240, "other": 2}
+    assert dict(prof.samples) == {"main": 55, "decode workers": 240, "other": 2}
     assert prof.seconds(prof.samples["decode workers"]) == 2.4
 
 
 def test_main_threads_are_named_by_python_or_by_what_they_run(tmp_path):
     prof = read(tmp_path)
-    assert dict(prof.threads) == {"MainThread": 40, "DecodePool._pump_loop": 5,
+    # The unnamed thread at <module> is the main thread, sampled before its name was known.
+    assert dict(prof.threads) == {"MainThread": 43, "DecodePool._pump_loop": 5,
                                   "read-back_0": 7}
 
 
@@ -76,3 +78,21 @@ def test_no_line():
     assert profile_steps._no_line("f (ingest/x.py:12)") == "f (ingest/x.py)"
     assert profile_steps._no_line("<module> (ingest:6)") == "<module> (ingest)"
     assert profile_steps._no_line("thread (101)") == "thread (101)"
+
+
+def test_report_names_the_call_chain_once_and_lists_what_lies_below(tmp_path, capsys):
+    raw = tmp_path / "e.txt"
+    chain = f"{MAIN};thread (100): MainThread;main (ingest/cli.py:166);offload (ingest/api.py:36)"
+    raw.write_text(f"{chain};_prove (ingest/copier.py:282);FileIO.read (ingest/fsio.py:63) 60\n"
+                   f"{chain};FileIO.write (ingest/fsio.py:71) 35\n"
+                   f"{MAIN};thread (106): read-back_0;uncached_hash (ingest/fsio.py:99) 5\n")
+    prof = profile_steps.Profile.read(raw, 100, ("ingest/",))
+    tree = profile_steps.Tree({100: ("main", 1.0, 2.0), 99: ("py-spy", 0.1, 0.2)})
+    profile_steps.report("e", 4.0, 0, tree, 0.0, prof)
+    out = capsys.readouterr().out
+    assert "main 3.00 (user 1.00, sys 2.00)" in out
+    assert "main, inclusive (s), below offload (ingest/api.py):" in out
+    inclusive = out.split("main, inclusive")[1].split("main, leaf")[0]
+    assert "0.60  _prove (ingest/copier.py)" in inclusive
+    assert "0.60  FileIO.read (ingest/fsio.py)" in inclusive
+    assert "main (ingest/cli.py)" not in inclusive.split(":", 1)[1]
