@@ -282,13 +282,11 @@ def wait_for_quiet(limit: float, max_wait: float) -> float:
     return time.perf_counter() - t0
 
 
-def timed(cmd: list[str], log: Path) -> Run:
-    """Wall time from start to exit, peak summed RSS and CPU time of the process tree."""
+def run_sampled(cmd: list[str], log: Path, sample) -> tuple[float, int]:
+    """Run cmd, its output appended to log, calling sample(psutil.Process) every SAMPLE_EVERY
+    seconds until it exits; returns (wall seconds from start to exit, exit code)."""
     import psutil
 
-    peak = 0
-    cpu: dict[int, float] = {}
-    ticks0 = cpu_ticks()
     with open(log, "ab") as out:
         t0 = time.perf_counter()
         popen = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
@@ -296,18 +294,31 @@ def timed(cmd: list[str], log: Path) -> Run:
         proc = psutil.Process(popen.pid)
         done = threading.Event()
 
-        def sample() -> None:
-            nonlocal peak
+        def loop() -> None:
             while not done.is_set():
-                peak = max(peak, sample_tree(proc, cpu))
+                sample(proc)
                 done.wait(SAMPLE_EVERY)
 
-        sampler = threading.Thread(target=sample, daemon=True)
+        sampler = threading.Thread(target=loop, daemon=True)
         sampler.start()
         rc = popen.wait()
         seconds = time.perf_counter() - t0
         done.set()
         sampler.join()
+    return seconds, rc
+
+
+def timed(cmd: list[str], log: Path) -> Run:
+    """Wall time from start to exit, peak summed RSS and CPU time of the process tree."""
+    peak = 0
+    cpu: dict[int, float] = {}
+
+    def sample(proc) -> None:
+        nonlocal peak
+        peak = max(peak, sample_tree(proc, cpu))
+
+    ticks0 = cpu_ticks()
+    seconds, rc = run_sampled(cmd, log, sample)
     ticks1 = cpu_ticks()
     ours = sum(cpu.values())
     run = Run(seconds, peak, rc, ours)

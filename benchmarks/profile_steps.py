@@ -27,11 +27,8 @@ import argparse
 import collections
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,44 +87,32 @@ def run_profiled(cmd: list[str], raw: Path, rate: int, native: bool, log: Path) 
             "--output", str(raw)]
     args += ["--native"] if native else ["--nonblocking"]
     tree = Tree()
+    roles: dict[int, str] = {}
+    main_pid: int | None = None
+
+    def sample(root) -> None:
+        nonlocal main_pid
+        try:
+            kids = root.children(recursive=True)
+        except psutil.Error:
+            kids = []
+        if main_pid is None:
+            direct = [k.pid for k in kids if _parent(k) == root.pid]
+            main_pid = min(direct) if direct else None
+        for p in [root, *kids]:
+            try:
+                with p.oneshot():
+                    t = p.cpu_times()
+                    # A role, once known, stays: an exiting worker's cmdline is empty.
+                    role = roles.get(p.pid) or role_of(p, root.pid, main_pid)
+                    if role != "other":
+                        roles[p.pid] = role
+                    tree.cpu[p.pid] = (role, t.user, t.system)
+            except psutil.Error:
+                pass
+
     ticks0 = e2e.cpu_ticks()
-    with open(log, "ab") as out:
-        t0 = time.perf_counter()
-        popen = subprocess.Popen([*args, "--", *cmd], stdout=out, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL)
-        root = psutil.Process(popen.pid)
-        done = threading.Event()
-
-        def sample() -> None:
-            main_pid = None
-            roles: dict[int, str] = {}
-            while not done.is_set():
-                try:
-                    kids = root.children(recursive=True)
-                except psutil.Error:
-                    kids = []
-                if main_pid is None:
-                    direct = [k.pid for k in kids if _parent(k) == root.pid]
-                    main_pid = min(direct) if direct else None
-                for p in [root, *kids]:
-                    try:
-                        with p.oneshot():
-                            t = p.cpu_times()
-                            # A role, once known, stays: an exiting worker's cmdline is empty.
-                            role = roles.get(p.pid) or role_of(p, root.pid, main_pid)
-                            if role != "other":
-                                roles[p.pid] = role
-                            tree.cpu[p.pid] = (role, t.user, t.system)
-                    except psutil.Error:
-                        pass
-                done.wait(e2e.SAMPLE_EVERY)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        rc = popen.wait()
-        seconds = time.perf_counter() - t0
-        done.set()
-        sampler.join()
+    seconds, rc = e2e.run_sampled([*args, "--", *cmd], log, sample)
     ticks1 = e2e.cpu_ticks()
     steal = None
     if ticks0 is not None and ticks1 is not None:
