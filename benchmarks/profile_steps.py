@@ -10,13 +10,18 @@ step it prints:
   - the functions under which the most samples fell, inclusive (ingest's own functions, and
     the benchmark helper's for b) and as leaves, for the main process and for the workers.
 
-py-spy counts a sample for every thread that is not idle: on the CPU, or in a system call that
-is not a wait (a disk read counts; a lock or a select does not). Its seconds are therefore
-not CPU seconds; the CPU line above them is. The raw stacks stay in --out (one file per step,
-collapsed format: flamegraph.pl and speedscope read it).
+py-spy counts a sample for every thread it does not judge idle, and its judgement is a
+heuristic: threads waiting for the disk count, and so, often, do threads waiting on a lock, a
+queue or a select. Its seconds are wall time of threads, not CPU seconds; the CPU line is.
+Leaves are counted per line, inclusive samples per function; the frames above nearly all of a
+role's main-thread samples (cli > api > pipeline) are printed once, as its call chain. The raw
+stacks stay in --out (one file per step, collapsed format: flamegraph.pl and speedscope read
+it).
 
 Needs py-spy: `.venv/bin/pip install -e '.[profile]'`. Run as root to drop the page cache
-(see e2e.py). `--native` adds the C frames (LibRaw's) but stops each process at every sample.
+(see e2e.py). py-spy reads the processes without stopping them (`--nonblocking`); `--native`
+adds the C frames (LibRaw's) but stops every process at each sample, and py-spy then takes
+several CPU seconds of its own.
 
 Run: .venv/bin/python benchmarks/profile_steps.py [--steps b,d1,e] [--rate 50] [--native]
 """
@@ -129,6 +134,9 @@ class Profile:
     threads: collections.Counter = field(default_factory=collections.Counter)
     inclusive: dict[str, collections.Counter] = field(default_factory=dict)
     leaves: dict[str, collections.Counter] = field(default_factory=dict)
+    # Per role, the same counts over its processes' main threads only: their call chain.
+    main_thread: collections.Counter = field(default_factory=collections.Counter)
+    main_thread_inclusive: dict[str, collections.Counter] = field(default_factory=dict)
 
     @classmethod
     def read(cls, path: Path, rate: int, own: tuple[str, ...]) -> Profile:
@@ -147,8 +155,9 @@ class Profile:
             thread = head.split(": ", 1)[1] if head and ": " in head else ""
             calls = rest[1:] if head else rest
             prof.samples[role] += n
+            name = _thread_name(thread, calls)
             if role == "main":
-                prof.threads[_thread_name(thread, calls)] += n
+                prof.threads[name] += n
             if calls:
                 prof.leaves.setdefault(role, collections.Counter())[calls[-1]] += n
             # Ordered from the outermost frame in, so that ties keep callers before callees.
@@ -156,10 +165,32 @@ class Profile:
             inc = prof.inclusive.setdefault(role, collections.Counter())
             for c in mine:
                 inc[c] += n
+            if name == "MainThread":
+                prof.main_thread[role] += n
+                chain = prof.main_thread_inclusive.setdefault(role, collections.Counter())
+                for c in mine:
+                    chain[c] += n
         return prof
+
+    def chain(self, role: str) -> list[str]:
+        """The frames above nearly all of the role's main-thread samples (cli > api >
+        pipeline): they say how the work was reached, not where its time went. The deepest
+        is kept out of the chain when nothing else would be left to list."""
+        counts = self.main_thread_inclusive.get(role, collections.Counter())
+        chain = [fn for fn, n in counts.most_common()
+                 if n >= CHAIN_SHARE * self.main_thread[role]]
+        if chain and len(chain) == len(self.inclusive.get(role, ())):
+            chain.pop()
+        return chain
 
     def seconds(self, n: int) -> float:
         return n / self.rate
+
+
+def _short(frame: str) -> str:
+    """'offload (ingest/api.py)' -> 'offload (api.py)'."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.rstrip(')').rsplit('/', 1)[-1]})" if where else name
 
 
 def _no_line(frame: str) -> str:
@@ -198,10 +229,11 @@ def report(step: str, seconds: float, rc: int, tree: Tree, steal: float | None,
         if role not in prof.samples:
             continue
         inclusive = prof.inclusive.get(role, collections.Counter())
-        # Frames under nearly every sample are the call chain (cli > api > pipeline), not a
-        # place where time goes: name them once and list what lies below them.
-        chain = [fn for fn, n in inclusive.most_common() if n >= CHAIN_SHARE * prof.samples[role]]
-        print(f"  {role}, inclusive (s)" + (f", below {chain[-1]}:" if chain else ":"))
+        chain = prof.chain(role)
+        if chain:
+            print(f"  {role}, main thread's call chain ({prof.seconds(inclusive[chain[-1]]):.2f} s): "
+                  + " > ".join(_short(fn) for fn in chain))
+        print(f"  {role}, inclusive (s)" + (", chain left out:" if chain else ":"))
         for fn, n in [(f, n) for f, n in inclusive.most_common() if f not in chain][:TOP]:
             print(f"    {prof.seconds(n):6.2f}  {fn}")
         print(f"  {role}, leaf (s):")
