@@ -230,8 +230,9 @@ class Run:
     code: str = ""  # fingerprint of the ingest sources when the step ran
 
 
-def sample_tree(proc, cpu: dict[int, float]) -> int:
-    """Summed RSS of a process and its descendants; records each one's CPU time in `cpu`."""
+def sample_tree(proc, cpu: dict[int, tuple[float, float]]) -> int:
+    """Summed RSS of a process and its descendants; records each one's (user, system) CPU
+    seconds in `cpu`."""
     import psutil
 
     total = 0
@@ -244,7 +245,7 @@ def sample_tree(proc, cpu: dict[int, float]) -> int:
             with p.oneshot():
                 total += p.memory_info().rss
                 t = p.cpu_times()
-                cpu[p.pid] = t.user + t.system
+                cpu[p.pid] = (t.user, t.system)
         except psutil.Error:
             pass
     return total
@@ -259,6 +260,14 @@ def cpu_ticks() -> tuple[int, int] | None:
         return None
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields
     return user + nice + system + irq + softirq, steal
+
+
+def tick_seconds(before, after) -> tuple[float, float] | None:
+    """(busy, steal) CPU seconds of all CPUs between two cpu_ticks() readings."""
+    if before is None or after is None:
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    return (after[0] - before[0]) / hz, (after[1] - before[1]) / hz
 
 
 def busy_cpus(seconds: float) -> float | None:
@@ -311,7 +320,7 @@ def run_sampled(cmd: list[str], log: Path, sample) -> tuple[float, int]:
 def timed(cmd: list[str], log: Path) -> Run:
     """Wall time from start to exit, peak summed RSS and CPU time of the process tree."""
     peak = 0
-    cpu: dict[int, float] = {}
+    cpu: dict[int, tuple[float, float]] = {}
 
     def sample(proc) -> None:
         nonlocal peak
@@ -319,13 +328,12 @@ def timed(cmd: list[str], log: Path) -> Run:
 
     ticks0 = cpu_ticks()
     seconds, rc = run_sampled(cmd, log, sample)
-    ticks1 = cpu_ticks()
-    ours = sum(cpu.values())
+    spent = tick_seconds(ticks0, cpu_ticks())
+    ours = sum(user + system for user, system in cpu.values())
     run = Run(seconds, peak, rc, ours)
-    if ticks0 is not None and ticks1 is not None:
-        hz = os.sysconf("SC_CLK_TCK")
-        run.steal_seconds = (ticks1[1] - ticks0[1]) / hz
-        run.other_cpu_seconds = max(0.0, (ticks1[0] - ticks0[0]) / hz - ours)
+    if spent is not None:
+        busy, run.steal_seconds = spent
+        run.other_cpu_seconds = max(0.0, busy - ours)
     return run
 
 
@@ -389,24 +397,8 @@ class Bench:
         self.verbose = verbose
 
     def run(self, step: str, card: Path, files: list[str], jobs: int, label: str) -> Run:
-        scratch = self.work / label
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True)
-        n_dests = 2 if step == "d2" else 1
-        if step in ("a", "c", "cj"):
-            dests = [scratch / "copy"]  # cp -r creates it
-        else:
-            dests = [scratch / f"dest{i + 1}" for i in range(n_dests)]
-            for d in dests:
-                d.mkdir()
-        report = scratch / "report.json"
-        cmd = step_command(step, card, dests, jobs, report)
-        waited = wait_for_quiet(self.quiet_cpus, self.quiet_wait) if self.quiet_wait else 0.0
-        self.used_methods.add(evict(files, self.evict_method))
-        self.warm()
+        scratch, cmd, report, waited = self.prepare(step, card, files, jobs, label)
         resident = self.residency.fraction(files)
-        with open(self.log, "a") as f:
-            f.write(f"\n### {label}: {shlex.join(cmd)}\n")
         code = code_fingerprint()
         run = timed(cmd, self.log)
         run.resident_before = resident
@@ -423,6 +415,30 @@ class Bench:
                   f"rss {run.peak_rss / 1e6:4.0f} MB  rc {run.rc}  waited {waited:3.0f} s  "
                   f"code {run.code}{extra}", flush=True)
         return run
+
+    def prepare(self, step: str, card: Path, files: list[str], jobs: int,
+                label: str) -> tuple[Path, list[str], Path, float]:
+        """A fresh scratch folder with the step's destinations, a quiet machine, a cold card
+        and warm tools; returns (scratch, the step's command, its JSON report, seconds
+        waited for quiet). The command goes in the log before it runs."""
+        scratch = self.work / label
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        n_dests = 2 if step == "d2" else 1
+        if step in ("a", "c", "cj"):
+            dests = [scratch / "copy"]  # cp -r creates it
+        else:
+            dests = [scratch / f"dest{i + 1}" for i in range(n_dests)]
+            for d in dests:
+                d.mkdir()
+        report = scratch / "report.json"
+        cmd = step_command(step, card, dests, jobs, report)
+        waited = wait_for_quiet(self.quiet_cpus, self.quiet_wait) if self.quiet_wait else 0.0
+        self.used_methods.add(evict(files, self.evict_method))
+        self.warm()
+        with open(self.log, "a") as f:
+            f.write(f"\n### {label}: {shlex.join(cmd)}\n")
+        return scratch, cmd, report, waited
 
     def warm(self) -> None:
         """Load the tools' own files into the cache, so only the card is cold.

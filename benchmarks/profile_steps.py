@@ -59,12 +59,20 @@ class Tree:
         return out
 
 
-def role_of(proc, root_pid: int, main_pid: int | None) -> str:
-    if proc.pid == root_pid:
+def role_of(pid: int, root_pid: int) -> str | None:
+    """py-spy (the root), main (its child, the step's command), decode workers or other;
+    None when the process is gone before it could be asked."""
+    import psutil
+
+    if pid == root_pid:
         return "py-spy"
-    if proc.pid == main_pid:
-        return "main"
-    return "decode workers" if _is_worker(" ".join(proc.cmdline())) else "other"
+    try:
+        proc = psutil.Process(pid)
+        if proc.ppid() == root_pid:
+            return "main"
+        return "decode workers" if _is_worker(" ".join(proc.cmdline())) else "other"
+    except psutil.Error:
+        return None
 
 
 def _is_worker(cmdline: str) -> bool:
@@ -72,57 +80,32 @@ def _is_worker(cmdline: str) -> bool:
     return "popen_loky_posix" in cmdline or "spawn_main" in cmdline
 
 
-def _parent(proc) -> int | None:
-    import psutil
-
-    try:
-        return proc.ppid()
-    except psutil.Error:
-        return None
-
-
 def run_profiled(cmd: list[str], raw: Path, rate: int, native: bool, log: Path) -> tuple:
     """Run cmd under py-spy; returns (wall seconds, exit code, Tree, steal seconds)."""
-    import psutil
-
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if spy is None:
         raise SystemExit("py-spy is not installed: .venv/bin/pip install -e '.[profile]'")
     args = [spy, "record", "--subprocesses", "--threads", "--rate", str(rate), "--format", "raw",
             "--output", str(raw)]
     args += ["--native"] if native else ["--nonblocking"]
-    tree = Tree()
+    times: dict[int, tuple[float, float]] = {}
     roles: dict[int, str] = {}
-    main_pid: int | None = None
 
     def sample(root) -> None:
-        nonlocal main_pid
-        try:
-            kids = root.children(recursive=True)
-        except psutil.Error:
-            kids = []
-        if main_pid is None:
-            direct = [k.pid for k in kids if _parent(k) == root.pid]
-            main_pid = min(direct) if direct else None
-        for p in [root, *kids]:
-            try:
-                with p.oneshot():
-                    t = p.cpu_times()
-                    # A role, once known, stays: an exiting worker's cmdline is empty.
-                    role = roles.get(p.pid) or role_of(p, root.pid, main_pid)
-                    if role != "other":
-                        roles[p.pid] = role
-                    tree.cpu[p.pid] = (role, t.user, t.system)
-            except psutil.Error:
-                pass
+        e2e.sample_tree(root, times)
+        for pid in times.keys() - roles.keys():
+            # Kept once known: an exiting worker's cmdline is empty. "other" is asked again,
+            # in case the process had not yet exec'd its own command.
+            role = role_of(pid, root.pid)
+            if role not in (None, "other"):
+                roles[pid] = role
 
     ticks0 = e2e.cpu_ticks()
     seconds, rc = e2e.run_sampled([*args, "--", *cmd], log, sample)
-    ticks1 = e2e.cpu_ticks()
-    steal = None
-    if ticks0 is not None and ticks1 is not None:
-        steal = (ticks1[1] - ticks0[1]) / os.sysconf("SC_CLK_TCK")
-    return seconds, rc, tree, steal
+    spent = e2e.tick_seconds(ticks0, e2e.cpu_ticks())
+    tree = Tree({pid: (roles.get(pid, "other"), user, system)
+                 for pid, (user, system) in times.items()})
+    return seconds, rc, tree, spent[1] if spent else None
 
 
 @dataclass
@@ -272,13 +255,7 @@ def main(argv: list[str]) -> int:
     own = ("ingest/", "e2e.py", "decode_one (")  # b's workers run decode_one unpickled
     try:
         for step in steps:
-            scratch = work / step
-            dests = [scratch / f"dest{i + 1}" for i in range(2 if step == "d2" else 1)]
-            for d in dests:
-                d.mkdir(parents=True)
-            cmd = e2e.step_command(step, card_dir, dests, args.jobs, scratch / "report.json")
-            e2e.evict(files, args.evict)
-            bench.warm()
+            scratch, cmd, _report, _waited = bench.prepare(step, card_dir, files, args.jobs, step)
             raw = args.out / f"{step}.txt"
             seconds, rc, tree, steal = run_profiled(cmd, raw, args.rate, args.native, bench.log)
             report(step, seconds, rc, tree, steal, Profile.read(raw, args.rate, own))
