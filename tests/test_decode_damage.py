@@ -204,6 +204,12 @@ NOT_CLAIMED = {  # (file, damage class) -> why
     ("nikon-coolscan-iv-ed-scanner.nef", "fill00"): "zero is the scanner border's real value",
     ("apple-quicktake100.QTK", "trunc99"): "LibRaw decodes a QuickTake file cut by 1 %",
     ("apple-quicktake150.QTK", "trunc99"): "LibRaw decodes a QuickTake file cut by 1 %",
+    # Headerless and uncompressed: only its exact size identifies it, so there is no header
+    # to destroy and no structure a fill could break; its 16-bit values span 0..65535, so a
+    # run of 0x0000 or 0xFFFF is a plausible stretch of black or clipped pixels.
+    ("kodak-c330-headerless.raw", "header"): "no header: the first bytes are pixels",
+    ("kodak-c330-headerless.raw", "fill00"): "uncompressed, no structure; zero is a real value",
+    ("kodak-c330-headerless.raw", "fillFF"): "uncompressed, no structure; 65535 is a real value",
 }
 
 
