@@ -43,6 +43,14 @@ def status(source: str, destinations: list[str], *, min_copies: int = 2, **overr
     return card_status(source, list(destinations), min_copies=min_copies, **overrides)
 
 
+def accept(source: str, destinations: list[str], files: list[str], reason: str | None, *,
+           undo: bool = False, **overrides):
+    """Record card files as known losses. See `ingest.accept.accept`."""
+    from ingest.accept import accept as _accept
+
+    return _accept(source, list(destinations), list(files), reason, undo=undo, **overrides)
+
+
 def verify(archives: list[str], **options):
     """Re-check archives against their catalogs. Options are the fields of
     `ingest.verify.VerifyConfig` (jobs, decode, max_seconds, max_bytes, subset, repair, ...)."""

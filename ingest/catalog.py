@@ -10,6 +10,8 @@ import os
 import sqlite3
 from dataclasses import dataclass
 
+from ingest.safety import Acceptance
+
 STATE_DIR = ".ingest"
 CATALOG_NAME = "catalog.sqlite"
 SCHEMA_VERSION = 1
@@ -46,6 +48,11 @@ CREATE TABLE IF NOT EXISTS checks(
     id INTEGER PRIMARY KEY, file_id INTEGER NOT NULL, session_id TEXT, at TEXT NOT NULL,
     result TEXT NOT NULL, detail TEXT);
 CREATE INDEX IF NOT EXISTS checks_file ON checks(file_id);
+CREATE TABLE IF NOT EXISTS acceptances(
+    id INTEGER PRIMARY KEY, card_path TEXT NOT NULL, size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL, xxh3_128 TEXT, reason TEXT NOT NULL, accepted_at TEXT NOT NULL,
+    source_volume TEXT, session_id TEXT, undone_at TEXT);
+CREATE INDEX IF NOT EXISTS acceptances_card ON acceptances(card_path, size, mtime_ns);
 """
 
 
@@ -189,3 +196,54 @@ class Catalog:
         if row:
             self.db.execute("INSERT INTO checks(file_id,session_id,at,result,detail) "
                             "VALUES(?,?,?,?,?)", (row.id, session_id, now, status, detail))
+
+    def record_finding(self, file_id: int, result: str, detail: str | None, now: str,
+                       session_id: str | None) -> None:
+        """A later look at an archived copy (the offload re-reading a twin before it trusts
+        it as a duplicate) found it `result`. `files.status`, the offload's verdict on the card
+        file, stays; `last_result` is the copy's latest known state, which `status` reads."""
+        with self.db:
+            self.db.execute("INSERT INTO checks(file_id,session_id,at,result,detail) "
+                            "VALUES(?,?,?,?,?)", (file_id, session_id, now, result, detail))
+            self.db.execute("UPDATE files SET last_verified_at=?, last_result=? WHERE id=?",
+                            (now, result, file_id))
+
+    # acceptances --------------------------------------------------------------------------
+    def accept(self, card_path: str, size: int, mtime_ns: int, digest: str | None,
+               reason: str, now: str, volume: str | None, session_id: str | None) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT INTO acceptances(card_path,size,mtime_ns,xxh3_128,reason,accepted_at,"
+                "source_volume,session_id) VALUES(?,?,?,?,?,?,?,?)",
+                (db_text(card_path), size, mtime_ns, digest, reason, now, volume, session_id))
+
+    def undo_acceptance(self, card_path: str, size: int, mtime_ns: int, now: str) -> int:
+        """Take back every standing acceptance of this card file; returns how many."""
+        with self.db:
+            return self.db.execute(
+                "UPDATE acceptances SET undone_at=? WHERE card_path=? AND size=? AND mtime_ns=?"
+                " AND undone_at IS NULL", (now, db_text(card_path), size, mtime_ns)).rowcount
+
+    def acceptance(self, card_path: str, size: int, mtime_ns: int) -> Acceptance | None:
+        return acceptance_in(self.db, card_path, size, mtime_ns)
+
+
+def acceptance_in(db: sqlite3.Connection, card_path: str, size: int,
+                  mtime_ns: int) -> Acceptance | None:
+    """The newest standing acceptance of one card file, known by its path on the card, size
+    and time: the same name on another card (cameras reuse them) is another file. A catalog
+    from before acceptances existed has none."""
+    try:
+        row = db.execute(
+            "SELECT card_path, xxh3_128, reason, accepted_at, id FROM acceptances WHERE "
+            "card_path=? AND size=? AND mtime_ns=? AND undone_at IS NULL ORDER BY id DESC "
+            "LIMIT 1", (db_text(card_path), size, mtime_ns)).fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return Acceptance(*row) if row else None
+
+
+def newest(acceptances: list[Acceptance | None]) -> Acceptance | None:
+    """Of one card file's acceptances in several catalogs, the most recent."""
+    found = [a for a in acceptances if a is not None]
+    return max(found, key=lambda a: a.accepted_at) if found else None

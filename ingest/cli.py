@@ -48,7 +48,8 @@ def cli() -> None:
     """Copy camera cards to several destinations and prove every copy intact.
 
     \b
-    Exit codes: 0 all files safe, 1 a file needs attention, 2 usage or environment error.
+    Exit codes: 0 every file verified (status says whether the card is safe to format),
+    1 a file needs attention, 2 usage or environment error.
     """
 
 
@@ -77,9 +78,17 @@ def _jobs(value: int | None) -> int:
 @click.option("--s3-endpoint", metavar="URL", default=None,
               help="S3-compatible endpoint for s3:// destinations (default: AWS_ENDPOINT_URL_S3, "
                    "AWS_ENDPOINT_URL, ~/.aws/config, else AWS).")
+@click.option("--min-copies", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Copies on separate devices each file needs before the card is safe to "
+                   "format (as for ingest status).")
 def offload(source, destinations, json_path, junit_path, html_path, layout, retries, jobs,
-            no_decode, no_previews, preview_size, s3_endpoint):
-    """Copy SOURCE (a card or folder) to every DESTINATION, verify, and report."""
+            no_decode, no_previews, preview_size, s3_endpoint, min_copies):
+    """Copy SOURCE (a card or folder) to every DESTINATION, verify, and report.
+
+    \b
+    The last line says whether the card is safe to format, by the rule ingest status uses:
+    every file proven on --min-copies separate devices other than the card's.
+    """
     from ingest import api
 
     def go():
@@ -90,15 +99,19 @@ def offload(source, destinations, json_path, junit_path, html_path, layout, retr
             from ingest.report.terminal import Progress
 
             progress = Progress(console)
+        # Warnings (destinations that share a device) are said before the first copy, while
+        # the photographer can still stop and pick another disk; on stderr when stdout is JSON.
+        events = _Events(progress, console if json_path != "-" else _console(stderr=True))
         with progress or _Null():
             result = api.offload(
                 source, list(destinations), layout=layout, retries=retries, jobs=_jobs(jobs),
                 decode=not no_decode, previews=not no_previews and not no_decode,
                 preview_size=preview_size, json_path=json_path, junit_path=junit_path,
-                html_path=html_path, progress=progress, s3_endpoint=s3_endpoint)
+                html_path=html_path, progress=events, s3_endpoint=s3_endpoint,
+                min_copies=min_copies)
         if json_path != "-":
             _summary(result.report, ["ingest", "offload", *sys.argv[2:]], source, destinations,
-                     console if show else _console())
+                     console)
         return result.exit_code
 
     sys.exit(_run(go))
@@ -125,6 +138,21 @@ def next_command(report: dict, rerun: list[str], source: str,
     return None
 
 
+class _Events:
+    """The run's events: warnings printed at once, everything else to the progress bar."""
+
+    def __init__(self, bar, console):
+        self.bar, self.console = bar, console
+
+    def __call__(self, event: str, **info) -> None:
+        if event == "warning":
+            from rich.markup import escape
+
+            self.console.print(f"[yellow]Warning: {escape(info['text'])}[/]")
+        elif self.bar is not None:
+            self.bar(event, **info)
+
+
 class _Null:
     def __enter__(self):
         return None
@@ -147,10 +175,11 @@ def demo(directory, jobs):
 
 
 def _register() -> None:
-    from ingest.cli_status import status
+    from ingest.cli_status import accept, status
     from ingest.cli_verify import schedule, verify
 
     cli.add_command(status)
+    cli.add_command(accept)
     cli.add_command(verify)
     cli.add_command(schedule)
 

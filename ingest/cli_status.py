@@ -52,3 +52,48 @@ def status(source, destinations, min_copies, json_path, s3_endpoint):
         return result.exit_code
 
     sys.exit(_run(go))
+
+
+@click.command()
+@click.argument("source", type=click.Path())
+@click.argument("destinations", nargs=-1, required=True, type=click.Path())
+@click.option("--file", "files", multiple=True, required=True, metavar="PATH",
+              help="A card file, relative to the card as ingest status lists it (repeatable).")
+@click.option("--reason", metavar="TEXT", help="Why the loss is accepted; shown in every report.")
+@click.option("--undo", is_flag=True, help="Take an acceptance back.")
+@click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here (- for stdout).")
+def accept(source, destinations, files, reason, undo, json_path):
+    """Record that card FILEs are known to be lost or damaged, and that you accept it.
+
+    \b
+    From then on `ingest status` lists them as accepted instead of holding the card back,
+    and `ingest verify` reports them as accepted instead of failing, for as long as they do
+    not change. Only files that are really damaged can be accepted: one that can still be
+    copied is refused. Exit codes: 0 recorded, 2 nothing recorded (see the message).
+    """
+    from ingest.cli import _console, _run
+
+    def go():
+        from rich.markup import escape
+
+        from ingest.accept import accept as run_accept
+
+        result = run_accept(source, list(destinations), list(files), reason, undo=undo)
+        if json_path:
+            from ingest.report.json_report import write_json
+
+            write_json(result.report, json_path)
+        if json_path != "-":
+            console = _console()
+            for f in result.report["files"]:
+                line = f"{f['path']}: {f['status']}"
+                if f["finding"]:
+                    line += f" ({f['finding']})"
+                console.print(escape(line))
+            console.print(f"[bold]{escape(result.report['summary']['verdict'])}[/]")
+            if not undo:
+                console.print("ingest status and ingest verify now list these files as "
+                              "accepted; ingest accept --undo takes that back.")
+        return result.exit_code
+
+    sys.exit(_run(go))

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from ingest.fsio import CHUNK, FileIO
 from ingest.layout import Layout
+from ingest.safety import st_dev
 
 
 def utc_now() -> datetime:
@@ -30,6 +31,10 @@ class OffloadConfig:
     clock: Callable[[], datetime] = utc_now
     io: FileIO = field(default_factory=FileIO)
     s3_endpoint: str | None = None  # for s3:// destinations; else the AWS environment
+    # Safe to format needs this many proven copies on separate devices other than the card's.
+    min_copies: int = 2
+    # Which device a path lives on (`ingest.safety.st_dev`); copies count once per device.
+    device_of: Callable[[str], int] = st_dev
     json_path: str | None = None  # "-" for stdout
     html_path: str | None = None
     junit_path: str | None = None

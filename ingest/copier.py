@@ -26,6 +26,7 @@ from ingest.config import OffloadConfig
 from ingest.layout import with_suffix
 from ingest.metadata import CaptureInfo, capture_info
 from ingest.model import SourceFile
+from ingest.quarantine import put_back, quarantine
 
 # A destination that fails with one of these will fail every later file too.
 _DEAD_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOENT, errno.ENODEV, errno.EIO,
@@ -53,6 +54,9 @@ class Destination:
     pending_dirs: set[str] = field(default_factory=set)
     pending_by_digest: dict[str, str] = field(default_factory=dict)
     pending_by_path: dict[str, str] = field(default_factory=dict)
+    # Copies this run proved by a read-back from disk (its own, or a twin re-read): path ->
+    # digest. A duplicate of one of these needs no second re-read.
+    proven: dict[str, str] = field(default_factory=dict)
 
     def flush(self) -> None:
         """Make this run's renames durable, then record them: a row never precedes its file.
@@ -76,6 +80,7 @@ class Placed:
     path: str  # relative to the destination root
     action: str  # copied | existing
     row_status: str | None = None  # status of an existing catalog row
+    latest: str | None = None  # that row's latest check result (`last_result`)
 
 
 @dataclass(slots=True)
@@ -89,10 +94,39 @@ class CopyOutcome:
     unreadable: str | None = None
     seconds: float = 0.0
     extra_hashes: dict[str, str] = field(default_factory=dict)  # format -> hex (ASC MHL)
+    # Archived copies of this content that failed their re-read, so the card file was copied
+    # again: (destination root, path, finding, detail).
+    bad_twins: list[tuple[str, str, str, str]] = field(default_factory=list)
+    quarantined: dict[str, str] = field(default_factory=dict)  # dest root -> kept bytes' path
 
 
 class SourceReadError(Exception):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Twin:
+    """An archived copy with the card file's content, which may make a new copy unneeded."""
+
+    row_id: int | None  # None: copied earlier in this run, its row not yet written
+    path: str
+    row_status: str
+    proven: bool  # read back from disk in this run already
+    latest: str | None = None  # the row's latest check result
+
+    def placed(self) -> Placed:
+        return Placed(self.path, "existing", self.row_status, self.latest)
+
+
+@dataclass(frozen=True, slots=True)
+class _Proof:
+    """What a verifier thread found: the partial's digest as the disk holds it, or that an
+    archived twin still holds the content (the partial is then dropped unproven)."""
+
+    digest: str | None = None
+    nbytes: int = 0
+    twin_ok: bool = False
+    twin_finding: tuple[str, str] | None = None  # (result, detail) when the twin failed
 
 
 @dataclass(slots=True)
@@ -102,7 +136,8 @@ class _Target:
     partial: str = ""
     fd: int | None = None
     error: str | None = None
-    check: Future | None = None  # (read-back digest, bytes) from the verifier thread
+    check: Future | None = None  # a _Proof from the verifier thread
+    twin: _Twin | None = None
 
 
 class CopyJob:
@@ -128,6 +163,7 @@ class CopyJob:
             if d.dead:
                 self.out.failed[d.root] = f"destination unavailable: {d.dead}"
         self.hinted = _hint_existing(src, self.pending)
+        self.hint_checks: dict[str, Future] = {}  # dest root -> the hinted copy's re-read
         self.targets: dict[str, _Target] = {}
         self.digest: str | None = None
 
@@ -135,6 +171,12 @@ class CopyJob:
     def start(self) -> None:
         out = self.out
         self.targets, self.digest = {}, None
+        for root, row in self.hinted.items():
+            # A re-run's copy of this very card file is trusted only once re-read from disk:
+            # it may have rotted at the same size since. The read overlaps the card's.
+            if root not in self.hint_checks:
+                self.hint_checks[root] = self.verifier.submit(
+                    _check_twin, root, row.path, row.xxh3_128, row.size, self.cfg.io)
         while self.pending and out.attempts <= self.cfg.retries:
             out.attempts += 1
             write_to = [d for d in self.pending if d.root not in self.hinted]
@@ -155,15 +197,21 @@ class CopyJob:
             self.targets, self.digest = targets, digest
             for t in targets.values():
                 if t.fd is not None and not t.error:
-                    if _existing(t.dest, digest, self.src.size):
-                        continue  # decided in finish(); no need to prove a copy we drop
                     keep = self.decode_next and t.dest is self.dests[0]
-                    t.check = self.verifier.submit(_prove, t.fd, t.partial, self.src.mtime_ns,
-                                                   self.cfg.io, keep)
+                    t.twin = _existing(t.dest, digest, self.src.size)
+                    if t.twin is None:
+                        t.check = self.verifier.submit(_prove, t.fd, t.partial,
+                                                       self.src.mtime_ns, self.cfg.io, keep)
+                    elif not t.twin.proven:
+                        # The twin is re-read first; the partial is proven only if it fails.
+                        t.check = self.verifier.submit(
+                            _prove_unless_twin, t.fd, t.partial, self.src.mtime_ns, self.cfg.io,
+                            keep, t.dest.root, t.twin.path, digest, self.src.size)
             return
 
     def ready(self) -> bool:
-        return all(t.check is None or t.check.done() for t in self.targets.values())
+        return all(t.check is None or t.check.done() for t in self.targets.values()) and \
+            all(f.done() for f in self.hint_checks.values())
 
     def finish(self) -> CopyOutcome:
         """Commit what verified; copy again (synchronously) for what did not."""
@@ -179,6 +227,7 @@ class CopyJob:
             for d in self.pending:
                 out.failed.setdefault(d.root, out.unreadable)
         out.seconds = time.perf_counter() - self.t0
+        out.placed = {d.root: out.placed[d.root] for d in self.dests if d.root in out.placed}
         return out
 
     def _settle(self) -> None:
@@ -189,8 +238,14 @@ class CopyJob:
         for d in self.pending:
             if d.root in self.hinted:
                 row = self.hinted.pop(d.root)
-                if row.xxh3_128 == digest:
-                    out.placed[d.root] = Placed(row.path, "existing", row.status)
+                finding = self.hint_checks.pop(d.root).result()
+                if finding is not None:
+                    self._twin_failed(d, _Twin(row.id, row.path, row.status, False), finding)
+                    still.append(d)  # copy it again; the commit keeps the damaged bytes
+                elif row.xxh3_128 == digest:
+                    d.proven[row.path] = digest
+                    out.placed[d.root] = Placed(row.path, "existing", row.status,
+                                                row.last_result)
                 else:
                     still.append(d)  # same name, size and time but other content: copy it
                 continue
@@ -208,22 +263,43 @@ class CopyJob:
                 still.append(d)
         self.pending, self.targets, self.digest = still, {}, None
 
+    def _twin_failed(self, d: Destination, twin: _Twin, finding: tuple[str, str]) -> None:
+        """The archive's copy of this content failed its re-read: say so in the catalog (so
+        `status` stops counting it and the commit may replace it) and in the report."""
+        result, detail = finding
+        self.out.bad_twins.append((d.root, twin.path, result, detail))
+        if twin.row_id is None:
+            return
+        try:
+            d.catalog.record_finding(twin.row_id, result, f"re-read by ingest offload: {detail}",
+                                     self.cfg.clock().isoformat(), self.session_id)
+        except sqlite3.Error as e:
+            d.dead = d.dead or f"its catalog can no longer be written ({e}): run again"
+
     def _commit_target(self, t: _Target, digest: str) -> Placed | None:
         src, out, d = self.src, self.out, t.dest
-        existing = _existing(d, digest, src.size)
-        if existing:
-            # The same content is already archived here (another card, or a re-run): keep that.
-            _wait_quietly(t)
+        twin = t.twin
+        if twin is not None and twin.proven:
+            # Copied or re-read earlier in this run: already proven; drop the partial.
             _close_and_remove(t)
-            return existing
+            return twin.placed()
         try:
-            back, nbytes = t.check.result()
+            proof = t.check.result()
         except OSError as e:
             t.fd = None  # closed by the verifier
             _fail(t, e)
             out.failed[d.root] = t.error
             return None
         t.fd = None
+        if proof.twin_ok:
+            # The same content is archived here (another card, or a re-run) and still reads
+            # back intact: keep that one.
+            _close_and_remove(t)
+            d.proven[twin.path] = digest
+            return twin.placed()
+        if proof.twin_finding is not None:
+            self._twin_failed(d, twin, proof.twin_finding)
+        back, nbytes = proof.digest, proof.nbytes
         if back != digest or nbytes != src.size:
             out.mismatches += 1
             out.failed[d.root] = (f"copy at {d.root} did not match the card when read back "
@@ -231,11 +307,15 @@ class CopyJob:
             _close_and_remove(t)
             return None
         try:
-            final_rel, adopted = _commit(t, digest, src.size, src.rel, self.cfg.io)
+            final_rel, adopted, kept = _commit(t, digest, src.size, src.rel, self.cfg,
+                                               self.session_id)
         except OSError as e:
             _fail(t, e)
             out.failed[d.root] = t.error
             return None
+        d.proven[final_rel] = digest
+        if kept:
+            out.quarantined[d.root] = kept
         if adopted:
             row = d.catalog.by_path(final_rel)
             if row and row.xxh3_128 == digest:
@@ -274,33 +354,55 @@ def _check_still_there(d: Destination) -> None:
 
 
 def _prove(fd: int, partial: str, mtime_ns: int, io: fsio.FileIO,
-           keep_cached: bool = False) -> tuple[str, int]:
+           keep_cached: bool = False) -> _Proof:
     """Verifier thread: make the partial durable, then hash it as the disk holds it."""
     try:
         io.fsync(fd)
     finally:
         os.close(fd)
     fsio.set_mtime(partial, mtime_ns)
-    return fsio.uncached_hash(partial, io, keep_cached=keep_cached)
+    return _Proof(*fsio.uncached_hash(partial, io, keep_cached=keep_cached))
 
 
-def _wait_quietly(t: _Target) -> None:
-    if t.check is not None:
-        try:
-            t.check.result()
-        except OSError:
-            pass
-        t.fd = None
+def _prove_unless_twin(fd: int, partial: str, mtime_ns: int, io: fsio.FileIO, keep: bool,
+                       root: str, twin_path: str, digest: str, size: int) -> _Proof:
+    """Verifier thread: a twin that still reads back intact makes the partial unneeded;
+    otherwise the partial is proven as any other, and the twin's finding goes with it."""
+    finding = _check_twin(root, twin_path, digest, size, io)
+    if finding is None:
+        os.close(fd)
+        return _Proof(twin_ok=True)
+    proof = _prove(fd, partial, mtime_ns, io, keep)
+    return _Proof(proof.digest, proof.nbytes, twin_finding=finding)
 
 
-def _existing(d: Destination, digest: str, size: int) -> Placed | None:
+def _check_twin(root: str, path: str, digest: str, size: int,
+                io: fsio.FileIO) -> tuple[str, str] | None:
+    """Re-read an archived copy from disk, past the page cache. None when it still holds
+    `digest`; else (`missing` or `corrupt`, what was found). Never raises: a twin that
+    vanished or changed in the middle of a run is a finding, not an error."""
+    try:
+        back, nbytes = fsio.uncached_hash(os.path.join(root, path), io)
+    except FileNotFoundError:
+        return "missing", "it is no longer there"
+    except OSError as e:
+        return "corrupt", f"it could not be read ({e.strerror or e})"
+    if nbytes != size:
+        return "corrupt", f"it is now {nbytes} bytes, was {size} when archived"
+    if back != digest:
+        return "corrupt", "its content changed since it was archived"
+    return None
+
+
+def _existing(d: Destination, digest: str, size: int) -> _Twin | None:
     if size == 0:
         return None  # every empty file has the same content; each keeps its own name
     if digest in d.pending_by_digest:
-        return Placed(d.pending_by_digest[digest], "existing", "copied")
+        return _Twin(None, d.pending_by_digest[digest], "copied", proven=True)
     for row in d.catalog.by_hash(digest):
         if _present(d.root, row):
-            return Placed(row.path, "existing", row.status)
+            return _Twin(row.id, row.path, row.status, d.proven.get(row.path) == digest,
+                         row.last_result)
     return None
 
 
@@ -432,13 +534,15 @@ def _discard(targets: dict[str, _Target]) -> None:
         _close_and_remove(t)
 
 
-def _commit(t: _Target, digest: str, size: int, card_rel: str,
-            io: fsio.FileIO) -> tuple[str, bool]:
+def _commit(t: _Target, digest: str, size: int, card_rel: str, cfg: OffloadConfig,
+            session: str) -> tuple[str, bool, str | None]:
     """Rename the verified partial to a final name that holds no other content.
 
-    Returns (final relative path, adopted): adopted means an identical file already sat there
-    (a crash between rename and catalog write), so the partial is dropped and that file is used.
+    Returns (final relative path, adopted, kept): adopted means an identical file already sat
+    there (a crash between rename and catalog write), so the partial is dropped and that file
+    is used; kept is where the bytes of a damaged copy it replaced were moved (quarantine).
     """
+    io = cfg.io
     folder, _, name = t.rel.rpartition("/")
     abs_folder = os.path.dirname(t.partial)
     d = t.dest
@@ -455,11 +559,23 @@ def _commit(t: _Target, digest: str, size: int, card_rel: str,
             if os.path.isfile(final) and os.path.getsize(final) == size \
                     and fsio.uncached_hash(final)[0] == digest:
                 _close_and_remove(t)
-                return rel, True
+                return rel, True, None
             row = d.catalog.by_path(rel)
             if not (row and row.xxh3_128 == digest and row.last_result in _BAD_RESULTS):
                 continue  # a different file owns this name: never overwrite it
-            # else: verify found this copy of the very same original corrupt; replace it.
+            # This copy of the very same original was found corrupt: replace it, but keep
+            # its bytes (an editor's rewrite is also "corrupt"), and only then take the name.
+            reason = (f"found {row.last_result} and replaced by ingest offload from the card "
+                      f"file {card_rel}")
+            kept = quarantine(d.root, rel, reason=reason, at=cfg.clock(), session=session)
+            try:
+                io.rename(t.partial, final)
+            except OSError:
+                if kept:
+                    put_back(d.root, kept, rel, reason=f"replacement failed; {reason}",
+                             at=cfg.clock(), session=session)
+                raise
+            return rel, False, kept
         io.rename(t.partial, final)
-        return rel, False
+        return rel, False, None
     raise OSError(errno.EEXIST, f"no free name for {name}")

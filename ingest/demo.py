@@ -43,7 +43,11 @@ def run_demo(directory: str, *, jobs: int, console) -> int:
     flagged = sorted(r.path for r in result.records if r.flagged)
     if flagged == sorted(manifest.damaged):
         console.print("The demo worked: the damaged file was caught and every other file is "
-                      "safe in two places.")
+                      "verified in two places.")
+        if not result.report["summary"]["safe_to_format"]:
+            console.print("Here the sample card and both archives are folders on one disk, so "
+                          "no copy counts toward safe to format (see the warnings above); for "
+                          "a real card, give destinations on two separate disks.")
         return 0
     console.print(f"Unexpected: flagged {flagged}, planted {manifest.damaged}")
     return result.exit_code or 1

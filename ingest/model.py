@@ -31,6 +31,8 @@ class Status(StrEnum):
     DAMAGED = "damaged"
     UNTRACKED = "untracked"
     SKIPPED = "skipped"
+    # either: `ingest accept` recorded this file as a known loss, and it has not changed since
+    ACCEPTED = "accepted"
 
 
 # Statuses that make the exit code 1 and hold a card back from formatting.
@@ -56,6 +58,8 @@ ADVICE: dict[str, str] = {
     Status.DAMAGED: "The file matches its original hash but does not decode: it was bad when it was ingested.",
     Status.UNTRACKED: "Not in the catalog: it was added by hand. Nothing is wrong with it.",
     Status.SKIPPED: "Not due in this run's budget; a later run checks it.",
+    Status.ACCEPTED: "Nothing to do: you accepted this file as lost (ingest accept --undo takes that back).",
+    "changed_since_accepted": "It changed after you accepted it as lost: look at it again, then accept it again or take the acceptance back (ingest accept --undo).",
 }
 
 
@@ -76,10 +80,13 @@ class Copy:
     path: str  # relative to the destination root, POSIX separators
     verified: bool
     action: str = "copied"  # copied | existing | failed
+    # Where the bytes this copy replaced were kept, relative to the destination's root
+    # (`.ingest/quarantine/...`): a re-copy or a repair never destroys what it replaces.
+    quarantined: str | None = None
 
     def to_json(self) -> dict:
         return {"destination": self.destination, "path": self.path, "verified": self.verified,
-                "action": self.action}
+                "action": self.action, "quarantined": self.quarantined}
 
 
 @dataclass(slots=True)
@@ -102,6 +109,7 @@ class FileRecord:
     preview: str | None = None  # relative to <destination root>/.ingest/previews/
     attempts: int = 0
     history: dict | None = None  # the card's ASC MHL record for this file: format, hash, match
+    acceptance: dict | None = None  # {reason, accepted_at} when `ingest accept` covers it
 
     @property
     def flagged(self) -> bool:

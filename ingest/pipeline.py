@@ -16,16 +16,26 @@ from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 
 from ingest import __version__
-from ingest.catalog import GOOD, STATE_DIR
+from ingest.catalog import GOOD, STATE_DIR, newest
 from ingest.config import OffloadConfig
 from ingest.copier import CopyJob, CopyOutcome, Destination
 from ingest.discover import Discovery, discover, stem_of
 from ingest.kinds import IMAGE_KINDS
 from ingest.lock import DestinationLock
 from ingest.model import Copy, FileRecord, Kind, SourceFile, Status
-from ingest.preflight import check_destinations, check_source
+from ingest.preflight import UsageError, check_destinations, check_source
 from ingest.rebuild import open_or_rebuild
 from ingest.remote import split_destinations
+from ingest.safety import (
+    CardVerdict,
+    CopyEvidence,
+    DeviceNames,
+    FileEvidence,
+    card_verdict,
+    judge,
+    shared_device_warnings,
+    store_device_id,
+)
 from ingest.summary import summarize
 from ingest.volume import volume_identity
 
@@ -53,6 +63,8 @@ def offload(cfg: OffloadConfig) -> RunResult:
     session = started.strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
     volume = volume_identity(source)
     emit = cfg.progress or (lambda *a, **k: None)
+    if cfg.min_copies < 1:
+        raise UsageError("--min-copies must be at least 1")
 
     with ExitStack() as stack:
         for root in roots:
@@ -74,6 +86,9 @@ def offload(cfg: OffloadConfig) -> RunResult:
             record_peers(d.catalog, roots, session, started.isoformat())
         remotes = [_open_remote(url, cfg, session, source, volume, stack)
                    for url in remote_urls]
+        devices = _Devices.look(cfg, source, roots, remotes)
+        for warning in devices.warnings:  # before the first copy, while it can be changed
+            emit("warning", text=warning)
 
         found = discover(source)
         pool = _start_decoder(cfg, found, stack)
@@ -108,6 +123,10 @@ def offload(cfg: OffloadConfig) -> RunResult:
         run.finish(records)
         for remote in remotes:
             remote.finish(records)
+        # After the catalogs took each file's own finding, so an acceptance taken back
+        # later leaves the finding there to see.
+        card = _judge(records, dests, devices, cfg, held_back=sum(
+            s.holds_back for s in found.skipped))
 
         finished = cfg.clock()
         for d in dests:
@@ -119,13 +138,74 @@ def offload(cfg: OffloadConfig) -> RunResult:
         if cfg.destination_reports:
             _add_mhl_generations(dests, records, finished)
     report = build_report("offload", source, dests + remotes, records, found, started,
-                          finished, cfg, decoders=getattr(run.pool, "versions", None))
+                          finished, cfg, decoders=getattr(run.pool, "versions", None),
+                          card=card)
+    report["min_copies"] = cfg.min_copies
+    report["source_device"] = devices.names.label(devices.card)
+    for entry in report["destinations"]:
+        dev = devices.of.get(entry["root"])
+        entry["device_name"] = devices.names.label(dev) if dev is not None else None
+        entry["on_card_device"] = dev is not None and dev == devices.card
+    report["warnings"] = devices.warnings
     if rebuilds:
         report["rebuilds"] = rebuilds
     write_reports(report, [d.root for d in dests if not d.dead], cfg)
     for remote in remotes:
         remote.write_report(report)
     return RunResult(report, records, found, dests)
+
+
+@dataclass(slots=True)
+class _Devices:
+    """Which device the card and each destination are on, for the safe-to-format rule."""
+
+    card: int | None
+    of: dict[str, int | None]  # destination root -> device
+    names: DeviceNames
+    warnings: list[str]
+
+    @classmethod
+    def look(cls, cfg: OffloadConfig, source: str, roots: list[str], remotes: list) -> _Devices:
+        names = DeviceNames()
+        card = _device(cfg, source)
+        of = {root: _device(cfg, root) for root in roots}
+        for remote in remotes:
+            of[remote.root] = store_device_id(remote.device)
+            names.extra[of[remote.root]] = remote.device
+        return cls(card, of, names, shared_device_warnings(
+            card, list(of.items()), cfg.min_copies, names))
+
+
+def _device(cfg: OffloadConfig, path: str) -> int | None:
+    try:
+        return cfg.device_of(path)
+    except OSError:
+        return None
+
+
+def _judge(records: list[FileRecord], dests: list[Destination], devices: _Devices,
+           cfg: OffloadConfig, held_back: int) -> CardVerdict:
+    """Each file's verdict by `ingest.safety`'s rule, from what this run proved. A flagged file
+    the photographer accepted as lost (`ingest accept`), unchanged since, becomes `accepted`."""
+    verdicts = []
+    for rec in records:
+        acceptance = newest([d.catalog.acceptance(rec.path, rec.size, rec.mtime_ns)
+                             for d in dests if not d.dead])
+        ev = FileEvidence(rec.path, rec.xxh3_128, [
+            CopyEvidence(c.destination, c.path, devices.of.get(c.destination), c.verified)
+            for c in rec.copies], [(str(rec.status), rec.detail)] if rec.flagged else [],
+            acceptance)
+        verdict = judge(ev, card_device=devices.card, min_copies=cfg.min_copies,
+                        names=devices.names)
+        if verdict.accepted and rec.flagged:
+            rec.detail = f"{acceptance.describe()}; this run found: {rec.status}: {rec.detail}"
+            rec.status = Status.ACCEPTED
+            rec.acceptance = acceptance.to_json()
+        elif acceptance is not None and not verdict.accepted and not verdict.safe:
+            rec.detail = f"{verdict.reasons[0]}; {rec.detail}" if rec.detail else \
+                verdict.reasons[0]
+        verdicts.append(verdict)
+    return card_verdict(verdicts, held_back=held_back)
 
 
 def _start_decoder(cfg: OffloadConfig, found: Discovery, stack: ExitStack):
@@ -351,7 +431,8 @@ def _apply_copy(rec: FileRecord, src: SourceFile, out: CopyOutcome) -> None:
     if out.info:
         rec.capture_time = out.info.time.isoformat() if out.info.time else None
         rec.camera_make, rec.camera_model = out.info.make, out.info.model
-    rec.copies = [Copy(root, p.path, True, p.action) for root, p in out.placed.items()]
+    rec.copies = [Copy(root, p.path, True, p.action, out.quarantined.get(root))
+                  for root, p in out.placed.items()]
     if out.unreadable and not out.placed:
         rec.status = Status.UNREADABLE
         rec.detail = f"{out.unreadable} (tried {out.attempts} times)"
@@ -363,11 +444,29 @@ def _apply_copy(rec: FileRecord, src: SourceFile, out: CopyOutcome) -> None:
         return
     if all(p.action == "existing" for p in out.placed.values()):
         paths = ", ".join(sorted({p.path for p in out.placed.values()}))
+        damaged = sorted(f"{root}/{p.path}" for root, p in out.placed.items()
+                         if p.latest == Status.DAMAGED)
+        if damaged:
+            # Proven the same bytes as the card, which verify found do not decode: the card
+            # holds that damage too. Never a `duplicate` that reads as "nothing to do".
+            rec.status = Status.DAMAGED
+            rec.detail = (f"already in the archive as {paths}, but ingest verify found "
+                          f"{', '.join(damaged)} does not decode; the card holds the same bytes")
+            return
         if all(p.row_status in GOOD for p in out.placed.values()):
             rec.status = Status.DUPLICATE
             rec.detail = f"already in the archive as {paths}"
             return
-    if out.mismatches or out.attempts > 1:
+    if out.bad_twins or out.quarantined:
+        rec.status = Status.RECOPIED
+        found = "; ".join(f"{root}/{path} was {result}: {detail}"
+                          for root, path, result, detail in out.bad_twins) or \
+            "ingest verify had found it corrupt or missing"
+        rec.detail = f"the archive held a damaged copy ({found}); copied again from the card"
+        if out.quarantined:
+            rec.detail += "; the damaged bytes are kept at " + ", ".join(
+                f"{root}/{kept}" for root, kept in out.quarantined.items())
+    elif out.mismatches or out.attempts > 1:
         rec.status = Status.RECOPIED
         rec.detail = (f"a copy did not match the card when read back; copied again "
                       f"({out.attempts} attempts)")
@@ -450,7 +549,8 @@ def _judge_decode(rec: FileRecord, dec: dict, card: dict | None, verdict: str) -
 
 def build_report(command: str, source: str | None, dests: list[Destination],
                  records: list[FileRecord], found: Discovery | None, started, finished,
-                 cfg, decoders: dict[str, str] | None = None) -> dict:
+                 cfg, decoders: dict[str, str] | None = None,
+                 card: CardVerdict | None = None) -> dict:
     """`decoders`: the versions the decode workers reported; None when no worker came up
     (nothing to decode, or they could not start): this process names its own."""
     from ingest.report.versions import NOT_RUN, versions
@@ -471,6 +571,6 @@ def build_report(command: str, source: str | None, dests: list[Destination],
         "skipped": [{"path": s.rel, "reason": s.reason, "holds_back": s.holds_back}
                     for s in found.skipped] if found else [],
         "files": [r.to_json() for r in records],
-        "summary": summarize(records, len(dests), command,
+        "summary": summarize(records, command, card=card,
                              held_back=sum(s.holds_back for s in found.skipped) if found else 0),
     }

@@ -15,14 +15,26 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 from urllib.parse import quote
 
 from ingest import __version__, fsio
-from ingest.catalog import GOOD, Row, catalog_path
+from ingest.catalog import GOOD, Row, acceptance_in, catalog_path, newest
 from ingest.config import utc_now
 from ingest.discover import discover
-from ingest.model import ADVICE, FLAGGED, Status
+from ingest.model import ADVICE, FLAGGED, SourceFile, Status
 from ingest.preflight import UsageError, check_catalogued, check_source
+from ingest.safety import (
+    ACCEPTED,
+    Acceptance,
+    CopyEvidence,
+    DeviceNames,
+    FileEvidence,
+    FileVerdict,
+    card_verdict,
+    judge,
+    st_dev,
+)
 
 SAFE, NOT_SAFE = "safe", "not_safe"
 ARCHIVE_NOTE = ("Copies were checked by catalog and size on disk, not re-read here: "
@@ -38,10 +50,6 @@ class StatusResult:
     @property
     def exit_code(self) -> int:
         return 0 if self.report["summary"]["safe_to_format"] else 1
-
-
-def st_dev(path: str) -> int:
-    return os.stat(path).st_dev
 
 
 def card_status(source: str, destinations: list[str], *, min_copies: int = 2,
@@ -64,7 +72,7 @@ def card_status(source: str, destinations: list[str], *, min_copies: int = 2,
     io = io or fsio.FileIO()
     emit = progress or (lambda *a, **k: None)
     started = clock()
-    names = _DeviceNames()
+    names = DeviceNames()
     card_device = device_of(real_source)
     catalogs = [_open_catalog(dest, root) for dest, root in zip(local, roots, strict=True)]
     remotes = _open_remotes(urls, s3_endpoint)
@@ -74,19 +82,16 @@ def card_status(source: str, destinations: list[str], *, min_copies: int = 2,
         found = discover(real_source)
         emit("discovered", files=len(found.files), bytes=sum(f.size for f in found.files))
         files = []
+        verdicts = []
+        archive = Archive(list(zip(roots, catalogs, strict=True)), remotes, device_of, names,
+                          card_device)
         for src in found.files:
             emit("file_start", path=src.rel, size=src.size)
-            check = _FileCheck(src.rel, str(src.kind), src.size)
-            check.digest, error = _hash(src.abspath, io)
-            if error:
-                check.read_error = error
-            else:
-                for root, cat in zip(roots, catalogs, strict=True):
-                    check.add_rows(root, cat.by_hash(check.digest), device_of, names,
-                                   card_device)
-                for ra in remotes:
-                    check.add_remote_rows(ra, ra.by_hash(check.digest))
-            files.append(check.to_json(min_copies, names))
+            check = archive.evidence(src, io)
+            verdict = judge(check.evidence, card_device=card_device, min_copies=min_copies,
+                            names=names)
+            verdicts.append(verdict)
+            files.append(check.to_json(verdict, names))
             emit("file_hashed", path=src.rel, size=src.size)
     finally:
         for cat in catalogs:
@@ -118,7 +123,7 @@ def card_status(source: str, destinations: list[str], *, min_copies: int = 2,
         "skipped": skipped,
         "files": files,
     }
-    report["summary"] = _summary(files, skipped, min_copies)
+    report["summary"] = _summary(files, skipped, min_copies, verdicts)
     report["next"] = _next_step(report, source, destinations, card_device, dest_devices)
     return StatusResult(report)
 
@@ -142,6 +147,9 @@ class _ReadOnlyCatalog:
         cur = self.db.execute(f"SELECT {self._columns} FROM files WHERE xxh3_128=? ORDER BY id",
                               (digest,))
         return [Row(*r) for r in cur]
+
+    def acceptance(self, card_path: str, size: int, mtime_ns: int) -> Acceptance | None:
+        return acceptance_in(self.db, card_path, size, mtime_ns)
 
     def close(self) -> None:
         self.db.close()
@@ -171,38 +179,6 @@ def _open_remotes(urls: list[str], endpoint: str | None) -> list:
     return [RemoteArchive(url, endpoint=endpoint) for url in urls]
 
 
-# devices ----------------------------------------------------------------------------------
-class _DeviceNames:
-    """Names a device id the way the user knows it (`/dev/sdb1`), from the mount table."""
-
-    def __init__(self, mountinfo: str = "/proc/self/mountinfo"):
-        self.names: dict[tuple[int, int], str] = {}
-        self.extra: dict[int, str] = {}  # object stores: negative ids, never a disk's
-        try:
-            with open(mountinfo, encoding="utf-8", errors="replace") as f:
-                lines = f.read().splitlines()
-        except OSError:
-            lines = []
-        for line in lines:
-            head, _, tail = line.partition(" - ")
-            fields, rest = head.split(), tail.split()
-            if len(fields) < 5 or len(rest) < 2:
-                continue
-            try:
-                major, minor = (int(x) for x in fields[2].split(":"))
-            except ValueError:
-                continue
-            fstype, what = rest[0], rest[1]
-            name = what if what.startswith("/dev/") else f"{fstype} at {fields[4]}"
-            self.names.setdefault((major, minor), name)
-
-    def label(self, dev: int) -> str:
-        if dev in self.extra:
-            return self.extra[dev]
-        key = (os.major(dev), os.minor(dev)) if dev >= 0 else (-1, -1)
-        return self.names.get(key) or f"device {key[0]}:{key[1]}"
-
-
 def _device_or_none(device_of: Callable[[str], int], path: str) -> int | None:
     try:
         return device_of(path)
@@ -228,179 +204,173 @@ def _hash(path: str, io: fsio.FileIO) -> tuple[str | None, str | None]:
         os.close(fd)
 
 
-@dataclass(slots=True)
-class _Copy:
-    destination: str
-    path: str
-    catalog_status: str
-    device: int | None = None
-    verified: bool = False  # proven good by the catalog, and present with its size
-    counts: bool = False  # verified and not on the card's own device
-    problem: str | None = None
+class CatalogView(Protocol):
+    """What a card file's evidence is read from: a destination's catalog, read-only or not."""
+
+    def by_hash(self, digest: str) -> list[Row]: ...
+
+    def acceptance(self, card_path: str, size: int, mtime_ns: int) -> Acceptance | None: ...
 
 
 @dataclass(slots=True)
-class _FileCheck:
-    path: str
-    kind: str
-    size: int
-    digest: str | None = None
-    read_error: str | None = None
-    copies: list[_Copy] = field(default_factory=list)
-    flags: list[str] = field(default_factory=list)  # flagged catalog statuses, with detail
-    flag_statuses: set[str] = field(default_factory=set)
+class Archive:
+    """The destinations a card file is looked up in, and how their devices are told apart."""
 
-    def add_rows(self, root: str, rows: list[Row], device_of, names: _DeviceNames,
+    catalogs: list[tuple[str, CatalogView]]  # (root, catalog)
+    remotes: list
+    device_of: Callable[[str], int]
+    names: DeviceNames
+    card_device: int | None
+
+    def evidence(self, src: SourceFile, io: fsio.FileIO) -> FileCheck:
+        """Hash the card file (read-only) and gather every catalogued copy of its content,
+        each in its latest known state, and any acceptance of it."""
+        digest, error = _hash(src.abspath, io)
+        check = FileCheck(src, FileEvidence(src.rel, digest))
+        if error:
+            check.evidence.problems.append((Status.UNREADABLE.value, error))
+        else:
+            for root, cat in self.catalogs:
+                check.add_rows(root, cat.by_hash(digest), self.device_of, self.names,
+                               self.card_device)
+            for ra in self.remotes:
+                check.add_remote_rows(ra, ra.by_hash(digest))
+        check.evidence.acceptance = newest(
+            [cat.acceptance(src.rel, src.size, src.mtime_ns) for _, cat in self.catalogs])
+        return check
+
+
+# A copy whose latest check found one of these does not count, whatever the offload proved.
+_BAD_LATEST = (Status.CORRUPT, Status.MISSING, Status.DAMAGED)
+
+
+@dataclass(slots=True)
+class FileCheck:
+    """Gathers one card file's evidence from the catalogs for `safety.judge`."""
+
+    src: SourceFile
+    evidence: FileEvidence
+    statuses: list[str] = field(default_factory=list)  # catalog statuses, for the JSON
+
+    def add_rows(self, root: str, rows: list[Row], device_of, names: DeviceNames,
                  card_device: int) -> None:
         for row in rows:
-            c = _Copy(root, row.path, row.status)
-            self.copies.append(c)
-            if row.status in FLAGGED:
-                self._flag(row, root)
-                c.problem = f"catalog status {row.status}"
-            elif row.status not in GOOD:
-                c.problem = (f"not proven yet (catalog status {row.status}): the offload that "
-                             "wrote it did not finish its checks")
-            else:
-                self._check_present(c, os.path.join(root, row.path), row.size, device_of,
-                                    names, card_device)
+            problem = self._row_problem(row, root)
+            device = None
+            if problem is None:
+                problem, device = _check_present(os.path.join(root, row.path), row.size,
+                                                 device_of, names, card_device)
+            self._add(root, row, device, problem)
 
     def add_remote_rows(self, ra, rows: list[Row]) -> None:
         for row in rows:
-            c = _Copy(ra.root, row.path, row.status, device=ra.device_id)
-            self.copies.append(c)
-            if row.status in FLAGGED:
-                self._flag(row, ra.root)
-                c.problem = f"catalog status {row.status}"
-                continue
-            c.problem = ra.problem(row)
-            c.verified = c.counts = c.problem is None
+            problem = self._row_problem(row, ra.root) or ra.problem(row)
+            self._add(ra.root, row, ra.device_id, problem)
 
-    def _flag(self, row: Row, root: str) -> None:
-        detail = row.detail or ADVICE.get(row.status, "")
-        if row.status == Status.DAMAGED_ON_CARD:
-            text = detail if detail.startswith("damaged on the card") else \
-                f"damaged on the card: {detail}"
-        else:
-            text = f"{row.status.replace('_', ' ')} at {root}: {detail}"
-        if text not in self.flags:
-            self.flags.append(text)
-        self.flag_statuses.add(row.status)
+    def _add(self, root: str, row: Row, device: int | None, problem: str | None) -> None:
+        on_card = problem is not None and problem.startswith(_ON_CARD)
+        self.evidence.copies.append(CopyEvidence(
+            root, row.path, device, proven=problem is None or on_card,
+            problem=None if on_card else problem))
+        self.statuses.append(row.status)
 
-    @staticmethod
-    def _check_present(c: _Copy, abspath: str, size: int, device_of, names: _DeviceNames,
-                       card_device: int) -> None:
-        try:
-            st = os.stat(abspath)
-            c.device = device_of(abspath)
-        except OSError:
-            c.problem = "listed in the catalog but missing from the destination"
-            return
-        if st.st_size != size:
-            c.problem = (f"size on disk {st.st_size} differs from the catalog's {size}: "
-                         "run ingest verify")
-            return
-        c.verified = True
-        if c.device == card_device:
-            c.problem = (f"on the card's own device ({names.label(c.device)}): formatting "
-                         "the card erases it")
-        else:
-            c.counts = True
-
-    def reasons(self, min_copies: int, names: _DeviceNames) -> list[str]:
-        if self.read_error:
-            return [self.read_error]
-        if self.flags:
-            return list(self.flags)  # copies of a flagged file are beside the point
-        if not self.copies:
-            return ["not copied"]
-        out = []
-        counting = [c for c in self.copies if c.counts]
-        devices = sorted({c.device for c in counting})
-        if len(devices) >= min_copies:
-            return out
-        if len(counting) >= min_copies:
-            where = ", ".join(names.label(d) for d in devices)
-            if len(devices) == 1:
-                both = "both" if len(counting) == 2 else "all"
-                out.append(f"{len(counting)} copies but {both} on the same device ({where})")
+    def _row_problem(self, row: Row, root: str) -> str | None:
+        """Why this catalogued copy does not count, from the catalog alone; the problems of
+        the file itself go to the evidence."""
+        latest = row.last_result or ""
+        if latest in _BAD_LATEST:
+            when = (row.last_verified_at or "")[:10]
+            found = f"ingest verify found it {latest} on {when}" if when else \
+                f"its last check found it {latest}"
+            if latest == Status.DAMAGED:
+                self._problem(Status.DAMAGED, f"the copy at {root} matches the card but does "
+                              f"not decode ({found}): the file was damaged when it was copied")
+            return f"{found}: {_LATEST_ADVICE[latest]}"
+        if row.status in FLAGGED:
+            detail = row.detail or ADVICE.get(row.status, "")
+            if row.status == Status.DAMAGED_ON_CARD:
+                text = detail if detail.startswith("damaged on the card") else \
+                    f"damaged on the card: {detail}"
             else:
-                out.append(f"{len(counting)} copies but on only {len(devices)} devices "
-                           f"({where}), needs {min_copies}")
-        else:
-            n = len(counting)
-            line = f"{n} verified {'copy' if n == 1 else 'copies'}, needs {min_copies}"
-            on_card = sum(1 for c in self.copies if c.verified and not c.counts)
-            if on_card:
-                line += (f" ({on_card} more on the card's own device, which formatting "
-                         "erases)")
-            out.append(line)
-        out += [f"copy {c.destination}/{c.path} {c.problem}" for c in self.copies
-                if c.problem and not c.verified]
-        return out
+                text = f"{row.status.replace('_', ' ')} at {root}: {detail}"
+            self._problem(row.status, text)
+            return f"catalog status {row.status}"
+        if row.status not in GOOD:
+            return (f"not proven yet (catalog status {row.status}): the offload that wrote it "
+                    "did not finish its checks")
+        return None
 
-    def to_json(self, min_copies: int, names: _DeviceNames) -> dict:
-        reasons = self.reasons(min_copies, names)
-        return {
-            "path": self.path,
-            "kind": self.kind,
-            "size": self.size,
-            "xxh3_128": self.digest,
-            "status": NOT_SAFE if reasons else SAFE,
+    def _problem(self, status: str, text: str) -> None:
+        if (str(status), text) not in self.evidence.problems:
+            self.evidence.problems.append((str(status), text))
+
+    def to_json(self, verdict: FileVerdict, names: DeviceNames) -> dict:
+        ev = self.evidence
+        out = {
+            "path": self.src.rel,
+            "kind": str(self.src.kind),
+            "size": self.src.size,
+            "xxh3_128": ev.digest,
+            "status": ACCEPTED if verdict.accepted else SAFE if verdict.safe else NOT_SAFE,
             "copies": [{"destination": c.destination, "path": c.path,
                         "device": names.label(c.device) if c.device is not None else None,
-                        "device_id": c.device, "verified": c.verified, "counts": c.counts,
-                        "catalog_status": c.catalog_status, "problem": c.problem}
-                       for c in self.copies],
-            "devices": len({c.device for c in self.copies if c.counts}),
-            "detail": "; ".join(reasons),
-            "reasons": reasons,  # the first is the headline the terminal groups files by
+                        "device_id": c.device, "verified": c.proven,
+                        "counts": c in verdict.counting, "catalog_status": status,
+                        "problem": c.problem or (None if c in verdict.counting or not c.proven
+                                                 else _ON_CARD_TEXT)}
+                       for c, status in zip(ev.copies, self.statuses, strict=True)],
+            "devices": verdict.devices,
+            "detail": "; ".join(verdict.reasons),
+            "reasons": list(verdict.reasons),  # the first is the headline the terminal groups by
             # What a user can do: the key decides the advice and the next command.
-            "reason": _reason_key(self, reasons),
+            "reason": None if verdict.safe and not verdict.accepted else verdict.key,
         }
+        if ev.acceptance is not None:
+            out["acceptance"] = {**ev.acceptance.to_json(), "covers_current": verdict.accepted}
+        return out
 
 
-def _reason_key(check: _FileCheck, reasons: list[str]) -> str | None:
-    if not reasons:
-        return None
-    if check.read_error:
-        return Status.UNREADABLE.value
-    for status in (Status.DAMAGED_ON_CARD, Status.UNREADABLE, Status.DAMAGED,
-                   Status.UNVERIFIED, Status.NEEDS_RECOPY, Status.CORRUPT, Status.MISSING):
-        if status in check.flag_statuses:
-            return status.value
-    return "not_copied" if not check.copies else "too_few_copies"
+_ON_CARD = "on the card's own device"
+_ON_CARD_TEXT = "on the card's own device: formatting the card erases it"
+_LATEST_ADVICE = {
+    Status.CORRUPT: "run ingest verify --repair, or offload the card again",
+    Status.MISSING: "run ingest verify --repair, or offload the card again",
+    Status.DAMAGED: "look for another copy",
+}
+
+
+def _check_present(abspath: str, size: int, device_of, names: DeviceNames,
+                   card_device: int) -> tuple[str | None, int | None]:
+    """(why the copy does not count or None, its device)."""
+    try:
+        st = os.stat(abspath)
+        device = device_of(abspath)
+    except OSError:
+        return "listed in the catalog but missing from the destination", None
+    if st.st_size != size:
+        return (f"size on disk {st.st_size} differs from the catalog's {size}: run ingest "
+                "verify"), device
+    if device == card_device:
+        return f"{_ON_CARD} ({names.label(device)}): formatting the card erases it", device
+    return None, device
 
 
 # verdict ------------------------------------------------------------------------------------
-def _files(n: int) -> str:
-    return "file" if n == 1 else "files"
-
-
-def _summary(files: list[dict], skipped: list[dict], min_copies: int) -> dict:
-    held = [f for f in files if f["status"] == NOT_SAFE]
+def _summary(files: list[dict], skipped: list[dict], min_copies: int,
+             verdicts: list[FileVerdict]) -> dict:
     held_skips = [s for s in skipped if s["holds_back"]]
-    n_held = len(held) + len(held_skips)
-    safe = n_held == 0
-    if not safe:
-        verb = "is" if n_held == 1 else "are"
-        verdict = f"NOT safe to format: {n_held} {_files(n_held)} {verb} held back"
-    elif not files:
-        verdict = "Safe to format: the card holds no files to copy"
-    else:
-        k = min(f["devices"] for f in files)
-        subject = "the 1 file has" if len(files) == 1 else f"all {len(files)} files have"
-        verdict = (f"Safe to format: {subject} {k} verified {'copy' if k == 1 else 'copies'} "
-                   f"on {k} {'device' if k == 1 else 'devices'}")
+    card = card_verdict(verdicts, held_back=len(held_skips))
+    not_safe = sum(1 for f in files if f["status"] == NOT_SAFE)
     return {
         "files": len(files),
         "bytes": sum(f["size"] for f in files),
-        "safe": len(files) - len(held),
-        "not_safe": len(held),
+        "safe": len(files) - not_safe,
+        "not_safe": not_safe,
+        "accepted": card.accepted,
         "skipped_held_back": len(held_skips),
         "min_copies": min_copies,
-        "safe_to_format": safe,
-        "verdict": verdict,
+        "safe_to_format": card.safe_to_format,
+        "verdict": card.line,
     }
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ingest.model import FLAGGED, FileRecord, Status
+from ingest.safety import CardVerdict
 
 
-def summarize(records: Iterable[FileRecord], n_destinations: int, command: str,
-              min_copies: int = 2, held_back: int = 0) -> dict:
-    """`held_back`: card entries the run could not reach or copy (too deep, unlistable, not a
-    regular file). They have no record, but the card may not be formatted while they exist."""
+def summarize(records: Iterable[FileRecord], command: str, *, card: CardVerdict | None = None,
+              held_back: int = 0) -> dict:
+    """`card`: the offload's verdict on the card (`ingest.safety.card_verdict`), the same rule
+    `ingest status` applies. `held_back`: card entries the run could not reach or copy (too
+    deep, unlistable, not a regular file); they have no record but hold the card back."""
     records = list(records)
     by_status: dict[str, dict[str, int]] = {}
     for r in records:
@@ -18,24 +20,24 @@ def summarize(records: Iterable[FileRecord], n_destinations: int, command: str,
         s["files"] += 1
         s["bytes"] += r.size
     flagged = [r for r in records if r.status in FLAGGED]
+    accepted = by_status.get(Status.ACCEPTED, {"files": 0})["files"]
     total = len(records)
-    if command == "offload":
-        safe = not flagged and not held_back and n_destinations >= min_copies
-        verdict = _offload_verdict(total, len(flagged), n_destinations, min_copies)
-        if held_back and not flagged:
-            verdict = (f"{held_back} card {'entry' if held_back == 1 else 'entries'} could not "
-                       "be copied (see 'not copied'): do not format this card")
+    if card is not None:
+        safe, verdict = card.safe_to_format, card.line
     else:
         safe = not flagged
         checked = total - by_status.get(Status.SKIPPED, {"files": 0})["files"] \
             - by_status.get(Status.UNTRACKED, {"files": 0})["files"]
+        tail = f", and {accepted} accepted as lost" if accepted else ""
         verdict = (f"{_need(len(flagged))} attention" if flagged
-                   else f"All {checked} checked {_files(checked)} are intact")
+                   else f"All {checked - accepted} checked {_files(checked - accepted)} are "
+                   f"intact{tail}")
     return {
         "files": total,
         "bytes": sum(r.size for r in records),
         "by_status": dict(sorted(by_status.items())),
         "flagged": len(flagged),
+        "accepted": accepted,
         "held_back": held_back,
         "safe_to_format": safe,
         "verdict": verdict,
@@ -48,14 +50,3 @@ def _need(n: int) -> str:
 
 def _files(n: int) -> str:
     return "file" if n == 1 else "files"
-
-
-def _offload_verdict(total: int, flagged: int, places: int, min_copies: int) -> str:
-    if flagged:
-        return f"{_need(flagged)} attention: do not format this card"
-    if total == 0:
-        return "The card holds no files to copy"
-    if places < min_copies:
-        return (f"All {total} {_files(total)} are verified, but in only {places} "
-                f"place{'s' if places != 1 else ''}: keep the card until there are {min_copies}")
-    return f"All {total} {_files(total)} are safe in {places} places"

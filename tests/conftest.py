@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,30 @@ def dests(tmp_path) -> list[Path]:
     for d in out:
         d.mkdir()
     return out
+
+
+@pytest.fixture()
+def disks(tmp_path):
+    """Two destinations on real separate devices: a tmpfs mounted for each. Two folders on one
+    disk count as one copy, so only these make a card safe to format. Needs root (CI is)."""
+    mounted = []
+    out = []
+    try:
+        for name in ("disk-A", "disk-B"):
+            point = tmp_path / name
+            point.mkdir()
+            if os.geteuid() != 0:
+                pytest.skip("mounting a tmpfs for a second device needs root")
+            r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", str(point)],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                pytest.skip(f"cannot mount a tmpfs for a second device: {r.stderr.strip()}")
+            mounted.append(point)
+            out.append(point)
+        yield out
+    finally:
+        for point in mounted:
+            subprocess.run(["umount", "-l", str(point)], capture_output=True)
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, int]]:

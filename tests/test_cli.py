@@ -27,10 +27,11 @@ def test_offload_json_to_stdout_and_exit_zero(card, dests):
     assert "Traceback" not in r.stderr
 
 
-def test_terminal_summary_when_not_a_terminal(card, dests):
-    r = ingest("offload", card, *dests, "--no-decode")
+def test_terminal_summary_when_not_a_terminal(card, disks):
+    r = ingest("offload", card, *disks, "--no-decode")
     assert r.returncode == 0
-    assert "are safe in 2 places" in r.stdout
+    assert "Safe to format: all 27 files have 2 verified copies on 2 devices" in r.stdout
+    assert "Warning" not in r.stdout
     assert "Next: ingest status" in r.stdout
     assert "\x1b[" not in r.stdout  # no colour codes and no progress bar when piped
 
@@ -78,7 +79,7 @@ def test_damage_on_the_card_gets_no_rerun_suggestion(built_card, tmp_path):
         d.mkdir()
     r = ingest("offload", card, *dests, "--no-previews")
     assert r.returncode == 1, r.stderr
-    assert "damaged_on_card" in r.stdout and "do not format this card" in r.stdout
+    assert "damaged_on_card" in r.stdout and "NOT safe to format" in r.stdout
     assert "Next:" not in r.stdout
 
 

@@ -27,7 +27,8 @@ def by_path(result):
     return {r.path: r for r in result.records}
 
 
-def test_copies_every_file_to_both_destinations_and_proves_it(card, dests, manifest, tmp_path):
+def test_copies_every_file_to_both_destinations_and_proves_it(card, disks, manifest, tmp_path):
+    dests = disks
     before = snapshot(card)
     report_path = tmp_path / "report.json"
     result = run(card, dests, json_path=str(report_path))
@@ -71,7 +72,8 @@ def test_copies_every_file_to_both_destinations_and_proves_it(card, dests, manif
     assert summary["by_status"]["verified"]["bytes"] == sum(
         (card / p).stat().st_size for p in manifest.files)
     assert summary["safe_to_format"] is True
-    assert summary["verdict"] == f"All {len(manifest.files)} files are safe in 2 places"
+    assert summary["verdict"] == (f"Safe to format: all {len(manifest.files)} files have 2 "
+                                  "verified copies on 2 devices")
 
 
 def test_layout_by_capture_date_and_sidecars_follow(card, dests, manifest):
@@ -240,8 +242,10 @@ def test_rerun_replaces_a_copy_that_verify_found_corrupt(card, dests):
     assert [r.path for r in checked.records if r.status is Status.CORRUPT] == \
         [rec.copies[0].path]
     again = by_path(run(card, dests[:1]))[rec.path]
-    assert again.status is Status.VERIFIED and again.copies[0].path == rec.copies[0].path
+    assert again.status is Status.RECOPIED and again.copies[0].path == rec.copies[0].path
+    assert "the archive held a damaged copy" in again.detail
     assert copy.read_bytes() == (card / rec.path).read_bytes()
+    assert (dests[0] / again.copies[0].quarantined).read_bytes() == bytes(data)
     assert api.verify([str(dests[0])], decode=False, jobs=1).exit_code == 0
 
 

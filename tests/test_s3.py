@@ -188,6 +188,33 @@ def test_rerun_finds_everything_in_place(endpoint, bucket, local):
         {k: v for k, v in before.items() if "/.ingest/" not in k}
 
 
+@needs_s3
+def test_rerun_proves_an_existing_object_before_trusting_it(endpoint, bucket, local, tmp_path):
+    """An object overwritten at its catalogued size is no `existing` copy: the re-run downloads
+    it again, records what it found, and uploads the file anew."""
+    from ingest.remote.s3 import make_filesystem
+
+    _, result = local
+    url = f"s3://{bucket}/a"
+    records = result.records[:3]
+    upload_all(endpoint, url, records, session="s1")
+    rotted = records[0]
+    key = f"a/{rotted.copies[-1].path}"
+    make_filesystem(endpoint).call_s3("put_object", Bucket=bucket, Key=key,
+                                      Body=b"\0" * rotted.size)
+    for rec in records:
+        rec.copies.pop()
+    upload_all(endpoint, url, records, session="s2")
+    assert [rec.copies[-1].action for rec in records] == ["copied", "existing", "existing"]
+    db = remote_catalog(endpoint, url, tmp_path)
+    found = db.execute("SELECT result, detail FROM checks WHERE result='corrupt'").fetchall()
+    db.close()
+    assert len(found) == 1 and "re-read by ingest offload" in found[0][1]
+    store = store_for(endpoint, url)
+    assert store.hash_object(store.loc.key(rotted.copies[-1].path)) == \
+        (rotted.xxh3_128, rotted.size)
+
+
 def big_file(tmp_path: Path, size: int = 11 * MIB, name: str = "CLIP0001.MOV"
              ) -> tuple[Path, str]:
     from ingest import fsio

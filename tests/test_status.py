@@ -122,7 +122,7 @@ def test_one_copy_is_not_safe_and_status_changes_nothing(card, dests, manifest):
     s = result.report["summary"]
     assert (s["files"], s["safe"], s["not_safe"]) == (27, 0, 27)
     assert s["safe_to_format"] is False
-    assert s["verdict"] == "NOT safe to format: 27 files are held back"
+    assert s["verdict"] == "NOT safe to format: 27 files are held back (27 too few copies)"
     # Offloading to the same single disk cannot make a second copy: ask for another disk.
     assert result.report["next"]["command"] == \
         ["ingest", "offload", str(card), str(dests[0]), PLACEHOLDER]
@@ -220,7 +220,7 @@ def test_a_flagged_file_holds_the_card_back(card, dests, flag, on_both, fixable)
         assert held[0]["detail"].startswith(f"{flag.replace('_', ' ')} at {dests[0]}: ")
     s = result.report["summary"]
     assert (s["safe"], s["not_safe"]) == (26, 1)
-    assert s["verdict"] == "NOT safe to format: 1 file is held back"
+    assert s["verdict"] == f"NOT safe to format: 1 file is held back (1 {flag.replace('_', ' ')})"
     nxt = result.report["next"]
     assert any(ADVICE[flag] in line for line in nxt["advice"])
     # Copying again cannot repair a file the card itself holds damaged.
@@ -314,7 +314,8 @@ def test_unreadable_files_and_unlisted_entries_hold_the_card_back(card, dests):
     assert holds == {"DCIM/100NIKON/STRANGE.FIFO": True, "DCIM/100NIKON/LINK.JPG": False}
     s = result.report["summary"]
     assert (s["not_safe"], s["skipped_held_back"]) == (2, 1)
-    assert s["verdict"] == "NOT safe to format: 3 files are held back"
+    assert s["verdict"] == ("NOT safe to format: 3 files are held back (2 unreadable, 1 card "
+                            "entry not copied)")
 
 
 def test_an_empty_card_is_safe(tmp_path, dests):
@@ -366,7 +367,7 @@ def test_terminal_fits_one_screen_and_names_the_next_command(card, dests):
     (card / "DCIM/100NIKON/DSC_0100.JPG").write_bytes(b"later")
     text = render(status(card, dests[:1], device_of=devices(card)).report)
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    assert lines[0] == "NOT safe to format: 28 files are held back"
+    assert lines[0] == "NOT safe to format: 28 files are held back (27 too few copies, 1 not copied)"
     assert "  27 files: 1 verified copy, needs 2" in lines
     assert "  DCIM/100NIKON/DSC_0100.JPG: not copied" in lines
     assert f"Next: ingest offload {card} {dests[0]} {PLACEHOLDER}" in lines
@@ -407,7 +408,7 @@ def test_cli_not_safe_when_piped(card, dests):
     r = ingest_status(card, *dests, env=env)
     assert r.returncode == 1, r.stderr
     lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
-    assert lines[0] == "NOT safe to format: 27 files are held back"
+    assert lines[0] == "NOT safe to format: 27 files are held back (27 too few copies)"
     assert any(ln.startswith("Next: ingest offload ") for ln in lines)
     assert "\x1b[" not in r.stdout
     assert r.stderr == ""

@@ -65,6 +65,7 @@ from ingest.remote.s3 import (
     S3Store,
     checksum_of,
 )
+from ingest.safety import store_device_id
 
 CHECKPOINT_ROWS = 64  # catalog uploads during a run: a killed run loses at most these rows
 RETRIES = 1  # a failed upload or a mismatch is tried again this many times
@@ -349,14 +350,27 @@ class RemoteDestination:
         return PutResult(False, f"{last}{tries}", "", "failed")
 
     def _existing(self, rel: str, digest: str, size: int) -> PutResult | None:
-        """A proven copy of this content already in the destination, still there."""
+        """A copy of this content already in the destination, proven now: downloaded again
+        and hashed, since an object can be overwritten or damaged at its catalogued size. One
+        that fails is recorded as such (so the name may be reused) and the file is uploaded."""
         store = self.store
         for r in self._do(self._rows_for, rel, digest):
             if r.last_result in _BAD_RESULTS or r.size != size:
                 continue
-            if store.size_of(store.loc.key(r.path)) == size:
-                note = "" if r.path == rel else f"already in the archive as {r.path}"
-                return PutResult(True, note, r.path, "existing")
+            try:
+                back, nbytes = store.hash_object(store.loc.key(r.path))
+            except Exception as e:  # noqa: BLE001 - a gone object is a finding, not an error
+                if store.size_of(store.loc.key(r.path)) is not None:
+                    raise  # the object is there: the failure was the download's
+                finding = ("missing", f"re-read by ingest offload: it is no longer there ({e})")
+            else:
+                if back == digest and nbytes == size:
+                    note = "" if r.path == rel else f"already in the archive as {r.path}"
+                    return PutResult(True, note, r.path, "existing")
+                finding = ("corrupt", "re-read by ingest offload: its content changed since "
+                           "it was archived")
+            self._do(self.catalog.record_finding, r.id, finding[0], finding[1],
+                     self.clock().isoformat(), self.session)
         return None
 
     def _rows_for(self, rel: str, digest: str) -> list[Row]:
@@ -656,10 +670,7 @@ class RemoteArchive:
         self.root = self.store.url
         self.store.check_access()
         self.device_label = self.store.device
-        # Negative, so it can never equal a local st_dev; stable for one endpoint and bucket.
-        import xxhash
-
-        self.device_id = -1 - (xxhash.xxh3_64_intdigest(self.device_label.encode()) >> 2)
+        self.device_id = store_device_id(self.device_label)  # as the offload counts it
         self._tmp = tempfile.mkdtemp(prefix="ingest-status-s3-")
         path = os.path.join(self._tmp, "catalog.sqlite")
         try:

@@ -38,10 +38,12 @@ STATUS_LABELS: dict[str, str] = {
     Status.DAMAGED: "Damaged",
     Status.UNTRACKED: "Untracked",
     Status.SKIPPED: "Not checked yet",
+    Status.ACCEPTED: "Accepted as lost",
 }
 _TONES: dict[str, str] = {
     Status.VERIFIED: "ok", Status.RECOPIED: "ok", Status.DUPLICATE: "ok",
     Status.UNTRACKED: "neutral", Status.SKIPPED: "neutral", Status.UNVERIFIED: "warn",
+    Status.ACCEPTED: "warn",
 }
 _STATUS_ORDER = [str(s) for s in Status if s in FLAGGED] + [str(s) for s in Status if s not in FLAGGED]
 
@@ -216,10 +218,10 @@ def _derive_verdict(report: dict, files: list[dict], flagged: int) -> str:
         if command == "verify":
             return f"{flagged} {need} attention: restore from a good copy"
         return f"{flagged} {need} attention: do not format this card"
-    places = sum(1 for d in report.get("destinations") or [] if isinstance(d, dict) and not d.get("error"))
     if command == "verify":
         return f"All {_files(len(files))} checked are intact"
-    return f"All {_files(len(files))} are safe in {places} {'place' if places == 1 else 'places'}"
+    # Without the report's own verdict, safe to format is unknown: never claim it here.
+    return f"All {_files(len(files))} verified"
 
 
 def _destinations(report: dict) -> str:
@@ -333,8 +335,9 @@ def _tile(unit: list[dict], thumbs: _ThumbFinder, attention: bool) -> str:
     if folder:
         body.append(f'<p class="folder path">{_text(folder)}</p>')
     body.append(f'<p class="shot">{_text(shot) if shot else "No capture time or camera recorded"}</p>')
-    if attention:
-        body.extend(_problem(r, named=len(unit) > 1) for r in unit if _is_flagged(r))
+    # An accepted loss is not a problem to act on, but its reason is shown wherever it is.
+    body.extend(_problem(r, named=len(unit) > 1) for r in unit
+                if _is_flagged(r) or r.get("status") == Status.ACCEPTED)
     klass = "tile attention" if attention else "tile"
     return (f'<article class="{klass}"><div class="thumb">{picture}</div>'
             f'<div class="body">{"".join(body)}</div></article>')
@@ -353,7 +356,7 @@ def _problem(record: dict, named: bool) -> str:
         out.append(f'<p class="advice"><b>What to do:</b> {_text(advice)}</p>')
     copies = [c for c in record.get("copies") or [] if isinstance(c, dict)]
     # A copy of a file damaged on the card is faithful, yet holds the same damage: not "good".
-    faithful = status in ("damaged_on_card", "damaged", "unverified")
+    faithful = status in ("damaged_on_card", "damaged", "unverified", "accepted")
     if copies:
         out.append('<ul class="copies plain">')
         for copy in copies:

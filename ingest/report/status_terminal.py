@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import shlex
 
+from ingest.report.terminal import accepted_line
+
 _SHOWN = 15  # held-back files listed before "… and N more"
 
 
@@ -26,6 +28,15 @@ def render_status(console, report: dict) -> None:
         if d.get("on_card_device"):
             console.print(f"[yellow]{escape(d['root'])} is on the card's own device "
                           f"({escape(d['device'] or '')}): its copies do not count[/]")
+    accepted = [f for f in report["files"] if f["status"] == "accepted"]
+    if accepted:
+        console.print()
+        console.print(f"[magenta]Accepted as lost ({len(accepted)}), not holding the card "
+                      "back:[/]")
+        for f in accepted[:_SHOWN]:
+            console.print(f"  {escape(f['path'])}: {escape(accepted_line(f))}")
+        if len(accepted) > _SHOWN:
+            console.print(f"  … and {len(accepted) - _SHOWN} more: see the JSON report")
     held = [f for f in report["files"] if f["status"] == "not_safe"]
     skips = [sk for sk in report["skipped"] if sk["holds_back"]]
     if held or skips:

@@ -18,7 +18,7 @@ def _human(n: float) -> str:
 _STYLE = {"verified": "green", "recopied": "green", "duplicate": "cyan",
           "needs_recopy": "bold red", "damaged_on_card": "bold red", "unreadable": "bold red",
           "unverified": "yellow", "corrupt": "bold red", "missing": "bold red",
-          "damaged": "bold red", "untracked": "cyan", "skipped": "dim"}
+          "damaged": "bold red", "untracked": "cyan", "skipped": "dim", "accepted": "magenta"}
 
 
 def render_summary(console, report: dict, next_command: list[str] | None) -> None:
@@ -56,11 +56,32 @@ def render_summary(console, report: dict, next_command: list[str] | None) -> Non
                 console.print(f"      [dim]{escape(advice)}[/]")
         if len(flagged) > 50:
             console.print(f"  … and {len(flagged) - 50} more: see the JSON or HTML report")
+    accepted = [f for f in report["files"] if f["status"] == "accepted"]
+    if accepted:
+        console.print()
+        console.print(f"[magenta]Accepted as lost ({len(accepted)}):[/]")
+        for f in accepted[:50]:
+            where = f["path"]
+            if report["command"] == "verify" and f.get("copies"):
+                where = f"{f['copies'][0]['destination']}/{where}"  # one record per archive
+            console.print(f"  {escape(where)}: {escape(accepted_line(f))}")
+        if len(accepted) > 50:
+            console.print(f"  … and {len(accepted) - 50} more: see the JSON or HTML report")
+    for warning in report.get("warnings", []):
+        console.print(f"[yellow]Warning: {escape(warning)}[/]")
     console.print()
     style = "bold green" if s["safe_to_format"] else "bold red"
     console.print(f"[{style}]{escape(s['verdict'])}[/]")
     if next_command:
         console.print(f"Next: {escape(shlex.join(next_command))}")
+
+
+def accepted_line(record: dict) -> str:
+    """One line for a file accepted as lost: when and why, not the damage found again."""
+    a = record.get("acceptance") or {}
+    if not a:
+        return record.get("detail") or ""
+    return f"accepted as lost on {a['accepted_at'][:10]}: {a['reason']}"
 
 
 class EventBar:

@@ -3,8 +3,10 @@
 A copy is good only if its bytes, re-read from disk now, hash to the ORIGINAL hash in the
 damaged archive's catalog. Restoring goes through the same steps as an offload: a hidden
 partial beside the final name, fsync, read-back from disk against the original hash, then
-rename over the final name and fsync the folder. Nothing is ever restored from an unverified
-copy, and a restore that fails at any step leaves the archive as it was.
+rename over the final name and fsync the folder. The file it replaces is first moved into the
+archive's quarantine (`ingest.quarantine`): a change verify calls corruption may have been an
+edit someone wants back. Nothing is ever restored from an unverified copy, and a restore that
+fails at any step leaves the archive as it was.
 
 Sibling archives come from the command line and from the `peers` table, which the offload
 fills with the other destinations of each run (`record_peers`).
@@ -18,9 +20,11 @@ import urllib.parse
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import datetime
 
 from ingest import fsio
 from ingest.catalog import Catalog, Row, catalog_path
+from ingest.quarantine import put_back, quarantine
 from ingest.verify.plan import disk_path
 
 _PEERS_SCHEMA = """
@@ -71,10 +75,12 @@ def recorded_peers(catalog: Catalog) -> list[str]:
 # --- finding a good copy -------------------------------------------------------------------
 
 
-def find_good_copy(row: Row, rel: str, roots: Sequence[str],
-                   io: fsio.FileIO) -> tuple[GoodCopy | None, list[str]]:
+def find_good_copy(row: Row, rel: str, roots: Sequence[str], io: fsio.FileIO,
+                   own: str | None = None) -> tuple[GoodCopy | None, list[str]]:
     """The first copy in `roots` whose bytes hash to `row`'s original hash now.
 
+    `own` is the archive that holds the damaged `rel`: there only its other copies of the
+    same content are candidates (one a later offload wrote beside a damaged twin).
     Returns (copy or None, one note per root that was looked at and why it did not serve).
     """
     notes: list[str] = []
@@ -82,8 +88,13 @@ def find_good_copy(row: Row, rel: str, roots: Sequence[str],
         if not os.path.isdir(root):
             notes.append(f"{root}: not mounted")
             continue
+        candidates = _candidates(root, rel, row.xxh3_128)
+        if root == own:
+            candidates = [c for c in candidates if c != rel]
+            if not candidates:
+                continue  # the damaged file itself is not worth a note
         seen = False
-        for candidate in _candidates(root, rel, row.xxh3_128):
+        for candidate in candidates:
             path = os.path.join(root, candidate)
             try:
                 if os.path.getsize(path) != row.size:
@@ -127,11 +138,29 @@ def _paths_by_hash(root: str, digest: str) -> list[str]:
 # --- restoring -----------------------------------------------------------------------------
 
 
-def restore(good: GoodCopy, root: str, rel: str, row: Row, token: str,
-            io: fsio.FileIO) -> str | None:
-    """Restore `root/rel` from `good`. Returns None when done, else why nothing changed."""
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """What `restore` did.
+
+    `error`: None when the file was restored, else why not; the archive is then as it was,
+    unless the error says otherwise (a failure after the final rename). `quarantined`: where
+    the replaced file now is, relative to the archive root (POSIX); None when there was no
+    file to replace (a missing file) or it is back at its own name."""
+
+    error: str | None
+    quarantined: str | None = None
+
+
+def restore(good: GoodCopy, root: str, rel: str, row: Row, token: str, io: fsio.FileIO, *,
+            reason: str, at: datetime, started: datetime | None = None) -> Restored:
+    """Restore `root/rel` from `good`, keeping the file it replaces in the quarantine.
+
+    `token` is the run's session id (partials and the quarantine folder are named by it);
+    `reason` says why the file is replaced, for the quarantine note; `at` is now and
+    `started` the run's start (see `ingest.quarantine.quarantine`)."""
     folder, _, name = rel.rpartition("/")
     partial = ""
+    kept: str | None = None
     try:
         abs_folder = fsio.makedirs_synced(root, folder)
         fsio.remove_stale_partials(abs_folder, keep=lambda n: token in n)
@@ -141,19 +170,47 @@ def restore(good: GoodCopy, root: str, rel: str, row: Row, token: str,
         digest = _copy(good.path, partial, io)
         if digest != row.xxh3_128:
             _remove(partial)
-            return f"the copy at {good.path} changed while it was read; nothing was restored"
+            return Restored(f"the copy at {good.path} changed while it was read; "
+                            "nothing was restored")
         fsio.set_mtime(partial, row.mtime_ns)
         back, nbytes = fsio.uncached_hash(partial, io)
         if back != row.xxh3_128 or nbytes != row.size:
             _remove(partial)
-            return ("the restored copy did not match the original when read back from disk; "
-                    "nothing was restored (check the disk)")
+            return Restored("the restored copy did not match the original when read back from "
+                            "disk; nothing was restored (check the disk)")
+        # Last, so a restore that fails earlier has nothing to undo.
+        try:
+            kept = quarantine(root, rel, reason=reason, at=at, session=token, started=started)
+        except OSError as e:
+            _remove(partial)
+            return Restored("could not keep the file it would replace "
+                            f"({e.strerror or e}); nothing was restored")
         io.rename(partial, os.path.join(abs_folder, name))
         fsio.fsync_dir(abs_folder)
     except OSError as e:
         _remove(partial)
-        return f"could not restore: {e.strerror or e}"
-    return None
+        error = f"could not restore: {e.strerror or e}"
+        if kept is None:
+            return Restored(error)
+        return _undo_quarantine(error, root, kept, rel, token, at)
+    return Restored(None, kept)
+
+
+def _undo_quarantine(error: str, root: str, kept: str, rel: str, token: str,
+                     at: datetime) -> Restored:
+    """After a failure that followed the quarantine: put the kept file back if its name is
+    still free, so the archive is as it was."""
+    if os.path.lexists(os.path.join(root, *rel.split("/"))):
+        # Only the folder's fsync failed: the good copy is in place, under that name.
+        return Restored(f"{error} after the good copy was renamed into place; the file it "
+                        f"replaced is kept at {kept}", kept)
+    try:
+        put_back(root, kept, rel, reason="put back: its replacement could not be renamed "
+                 "into place", at=at, session=token)
+    except OSError as e:
+        return Restored(f"{error}; the file it would replace is kept at {kept} and could not "
+                        f"be put back ({e.strerror or e})", kept)
+    return Restored(f"{error}; nothing was changed")
 
 
 def _copy(src: str, partial: str, io: fsio.FileIO) -> str:

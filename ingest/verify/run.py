@@ -31,6 +31,7 @@ from ingest.model import FLAGGED_VERIFY, Copy, FileRecord, Status
 from ingest.pipeline import PREVIEW_DIR, build_report, write_reports
 from ingest.power import battery_stop_reason, lower_priority
 from ingest.preflight import UsageError, check_catalogued
+from ingest.safety import CHANGED_SINCE_ACCEPTED, FileEvidence, judge
 from ingest.verify import VerifyConfig, check, repair
 from ingest.verify.check import HashCheck
 from ingest.verify.plan import Item, build_plan
@@ -244,12 +245,15 @@ class _Run:
         archive = self._archive(item.root)
         if rec.status in (Status.CORRUPT, Status.MISSING):
             self._repair(p, archive)
+        finding = str(rec.status)  # what the catalog keeps, even for an accepted loss
         if rec.flagged:
             # Records name paths relative to their archive; the terminal and HTML show only
             # the path, so the detail says which archive holds the problem.
             rec.detail = f"in {item.root}: {rec.detail}"
+            _apply_acceptance(rec, item, archive, hc)
         copy = rec.copies[0]
-        copy.verified = rec.status in (Status.VERIFIED, Status.RECOPIED, Status.DAMAGED)
+        copy.verified = rec.status in (Status.VERIFIED, Status.RECOPIED, Status.DAMAGED,
+                                       Status.ACCEPTED)
         copy.action = {Status.CORRUPT: "failed", Status.MISSING: "failed",
                        Status.RECOPIED: "copied"}.get(rec.status, "existing")
         preview = os.path.join(item.root, STATE_DIR, PREVIEW_DIR, item.rel + ".jpg")
@@ -257,7 +261,7 @@ class _Run:
             rec.preview = item.rel + ".jpg"
         now = self.cfg.clock()
         check.record_check(archive.catalog, item.row.id, self.session, now.isoformat(),
-                           str(rec.status), rec.detail or None)
+                           finding, rec.detail or None)
         self.facts.append(_Fact(item.root, item.rel, hc.digest, hc.bytes_read or item.row.size,
                                 hc.mtime_ns or item.row.mtime_ns, now))
         self.checked += 1
@@ -267,7 +271,7 @@ class _Run:
     def _repair(self, p: _Pending, archive: Destination) -> None:
         rec, item = p.rec, p.item
         good, notes = repair.find_good_copy(item.row, item.rel, self._siblings(item.root),
-                                            self.cfg.io)
+                                            self.cfg.io, own=item.root)
         if good is None:
             why = "; ".join(notes) or "no other archive is known: name one on the command line"
             rec.detail += f"; no good copy found ({why})"
@@ -277,13 +281,21 @@ class _Run:
         if not self.cfg.repair:
             return
         # The finding goes into the history first, so the catalog shows what was repaired.
-        check.record_check(archive.catalog, item.row.id, self.session,
-                           self.cfg.clock().isoformat(), str(rec.status), rec.detail)
-        error = repair.restore(good, item.root, item.rel, item.row, self.session, self.cfg.io)
-        if error:
-            rec.detail += f", but {error}"
+        now = self.cfg.clock()
+        check.record_check(archive.catalog, item.row.id, self.session, now.isoformat(),
+                           str(rec.status), rec.detail)
+        was = f"was {rec.status}: {rec.detail.split('; ')[0]}"
+        done = repair.restore(good, item.root, item.rel, item.row, self.session, self.cfg.io,
+                              reason=f"replaced by ingest verify --repair from {where} ({was})",
+                              at=now, started=self.started)
+        rec.copies[0].quarantined = done.quarantined
+        if done.error:
+            rec.detail += f", but {done.error}"
             return
-        rec.detail = f"repaired from {where} (was {rec.status}: {rec.detail.split('; ')[0]})"
+        rec.detail = f"repaired from {where} ({was})"
+        if done.quarantined:
+            # The replaced bytes may be someone's edit: say where to find them.
+            rec.detail += f"; the replaced file is kept at {item.root}/{done.quarantined}"
         rec.status = Status.RECOPIED
         p.hc.digest, p.hc.mtime_ns = item.row.xxh3_128, item.row.mtime_ns
         p.hc.bytes_read = item.row.size
@@ -292,15 +304,32 @@ class _Run:
 
     def _siblings(self, root: str) -> list[str]:
         """Other archives of this run first (already checked to exist), then the peers this
-        archive's catalog remembers from its offloads."""
+        archive's catalog remembers from its offloads, then this archive itself: an offload
+        that found its copy damaged wrote a fresh one beside it."""
         out = [a.root for a in self.archives if a.root != root]
         for peer in repair.recorded_peers(self._archive(root).catalog):
             if peer != root and peer not in out:
                 out.append(peer)
-        return out
+        return [*out, root]
 
     def _archive(self, root: str) -> Destination:
         return next(a for a in self.archives if a.root == root)
+
+
+def _apply_acceptance(rec: FileRecord, item: Item, archive: Destination, hc: HashCheck) -> None:
+    """A flagged file the photographer accepted as lost (`ingest accept`) is `accepted`, by
+    the rule every command shares, while its content is what was accepted (a damaged copy
+    that still hashes as when it was accepted). One that changed since is new damage."""
+    row = item.row
+    acceptance = archive.catalog.acceptance(row.source_path, row.size, row.mtime_ns) \
+        if row.source_path else None
+    verdict = judge(FileEvidence(item.rel, hc.digest, [], [(str(rec.status), rec.detail)],
+                                 acceptance), card_device=None, min_copies=1)
+    if verdict.accepted:
+        rec.status, rec.detail = Status.ACCEPTED, "; ".join(verdict.reasons)
+        rec.acceptance = acceptance.to_json()
+    elif verdict.key == CHANGED_SINCE_ACCEPTED:
+        rec.detail = f"{verdict.reasons[0]}; {rec.detail}"
 
 
 def _skipped(item: Item, note: str) -> FileRecord:
