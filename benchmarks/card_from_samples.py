@@ -73,6 +73,25 @@ def container_of(data: bytes) -> str:
     raise ValueError(f"no recipe for unique replicas of a file starting {data[:16].hex()}")
 
 
+def replicable(path: Path) -> bool:
+    """Whether unique replicas of this sample can be made. A headerless raw, which LibRaw knows
+    only by its exact size, cannot: any added byte makes it unreadable."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    try:
+        container_of(head)
+    except ValueError:
+        return False
+    return True
+
+
+def left_out_samples(samples: Path | None = None) -> list[str]:
+    """The samples `build_card` leaves out, as kind/name."""
+    samples = samples_dir(samples or SAMPLES)
+    return [f"{kind}/{p.name}" for kind in ("raw", "jpeg")
+            for p in sorted((samples / kind).iterdir()) if p.is_file() and not replicable(p)]
+
+
 def jpeg_with_comment(data: bytes, text: bytes) -> bytes:
     """Insert a COM segment after SOI and the APPn segments that follow it."""
     if len(text) > 65533:
@@ -193,8 +212,8 @@ def build_card(card: Path, size: int, samples: Path | None = None,
     """Whole rounds of every RAW and JPEG sample until the card holds at least `size` bytes.
     Reuses the card when its manifest matches."""
     samples = samples_dir(samples or SAMPLES)
-    originals = [(p, "raw") for p in sorted((samples / "raw").iterdir()) if p.is_file()]
-    originals += [(p, "jpeg") for p in sorted((samples / "jpeg").iterdir()) if p.is_file()]
+    originals = [(p, kind) for kind in ("raw", "jpeg") for p in sorted((samples / kind).iterdir())
+                 if p.is_file() and replicable(p)]
     per_round = sum(p.stat().st_size for p, _k in originals)
     rounds = max(1, -(-size // per_round))
     recipe = {"version": FORMAT_VERSION, "kind": "samples", "size": size,

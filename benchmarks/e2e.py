@@ -500,7 +500,7 @@ def judge(steps: dict, help_s: list[float] | None) -> list[dict]:
             per_round, quiet = [], []
             for r in range(len(steps[num]["seconds"])):
                 ratio = steps[num]["seconds"][r] / max(steps[d]["seconds"][r] for d in dens)
-                calm = all(not _noisy(steps[s], r) for s in (num, *dens))
+                calm = all(not noisy(steps[s], r) for s in (num, *dens))
                 per_round.append({"ratio": ratio, "quiet": calm})
                 if calm:
                     quiet.append(ratio)
@@ -547,7 +547,7 @@ def print_table(steps: dict, title: str) -> None:
           "machine used meanwhile; RSS: peak of the process tree)")
 
 
-def _noisy(step: dict, r: int) -> bool:
+def noisy(step: dict, r: int) -> bool:
     """Other processes kept more than NOISY_SHARE of the machine busy during this run."""
     other = step["other_cpu_s"][r]
     return other is not None and other > NOISY_SHARE * step["seconds"][r] * (os.cpu_count() or 1)
