@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -24,11 +25,11 @@ from datetime import datetime
 from ingest import __version__, fsio
 from ingest.catalog import Catalog
 from ingest.config import utc_now
-from ingest.kinds import classify
+from ingest.discover import discover
 from ingest.lock import DestinationLock
 from ingest.model import SourceFile, Status
 from ingest.preflight import UsageError, check_catalogued, check_source
-from ingest.safety import DeviceNames, FileVerdict, judge, st_dev
+from ingest.safety import DeviceNames, FileVerdict, card_fingerprint, judge, st_dev
 from ingest.status import Archive
 from ingest.volume import volume_identity
 
@@ -65,15 +66,19 @@ def accept(source: str, destinations: list[str], files: list[str], reason: str |
     roots = check_catalogued(destinations, "destination", none="give at least one destination",
                              no_catalog="nothing was offloaded there yet")
     io = io or fsio.FileIO()
-    sources = [_card_file(card, f) for f in dict.fromkeys(files)]
+    found = discover(card)
+    listed = {f.rel: f for f in found.files}
+    sources = list({src.rel: src for src in (_card_file(card, f, listed) for f in files)}
+                   .values())
+    fingerprint = card_fingerprint((f.rel, f.size, f.mtime_ns) for f in found.files)
     now = clock()
     session = now.strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
     names = DeviceNames()
     with ExitStack() as stack:
         for root in roots:
             stack.enter_context(DestinationLock(root, f"ingest accept {card}"))
-        catalogs = [(root, stack.enter_context(Catalog(root))) for root in roots]
-        archive = Archive(catalogs, [], device_of, names, device_of(card))
+        catalogs = [(root, stack.enter_context(_open(root))) for root in roots]
+        archive = Archive(catalogs, [], device_of, names, device_of(card), fingerprint)
         entries = []
         for src in sources:
             check = archive.evidence(src, io)
@@ -86,17 +91,12 @@ def accept(source: str, destinations: list[str], files: list[str], reason: str |
                     raise UsageError(f"{src.rel} is not accepted as lost in these destinations: "
                                      "nothing to take back")
             else:
-                _refuse_unless_lost(src, verdict, source, destinations)
+                _refuse_unless_lost(src, verdict, check.evidence.problems, source, destinations)
             entries.append((src, check.evidence.digest, verdict, standing))
         stamp = now.isoformat()
         volume = volume_identity(card)
-        for src, digest, _, _ in entries:
-            for _, cat in catalogs:
-                if undo:
-                    cat.undo_acceptance(src.rel, src.size, src.mtime_ns, stamp)
-                else:
-                    cat.accept(src.rel, src.size, src.mtime_ns, digest, reason.strip(), stamp,
-                               volume, session)
+        _record_everywhere([cat for _, cat in catalogs], entries, undo, reason, stamp, volume,
+                           session, fingerprint)
     finished = clock()
     records = [{"path": src.rel, "kind": str(src.kind), "size": src.size, "xxh3_128": digest,
                 "status": "undone" if undo else Status.ACCEPTED.value,
@@ -122,29 +122,64 @@ def accept(source: str, destinations: list[str], files: list[str], reason: str |
     })
 
 
-def _card_file(card: str, given: str) -> SourceFile:
-    rel = given.replace(os.sep, "/").strip("/")
-    while rel.startswith("./"):
-        rel = rel[2:]
-    if os.path.isabs(given) and os.path.commonpath([os.path.realpath(given), card]) == card:
-        rel = os.path.relpath(os.path.realpath(given), card).replace(os.sep, "/")
-    path = os.path.join(card, *rel.split("/"))
+def _open(root: str) -> Catalog:
     try:
-        st = os.stat(path)
-    except OSError:
+        return Catalog(root)
+    except sqlite3.Error as e:
+        raise UsageError(f"the catalog of {root} cannot be opened ({e}): nothing was recorded; "
+                         "check the disk, or restore .ingest/catalog.sqlite") from None
+
+
+def _record_everywhere(catalogs: list[Catalog], entries: list, undo: bool, reason: str | None,
+                       stamp: str, volume: str | None, session: str, fingerprint: str) -> None:
+    """All catalogs take every file, or none does: the destinations must never disagree on
+    what is accepted (status would then depend on which of them are given)."""
+    try:
+        for cat in catalogs:
+            cat.db.execute("BEGIN IMMEDIATE")  # every write lock first, before any change
+        for src, digest, _, _ in entries:
+            for cat in catalogs:
+                if undo:
+                    cat.undo_acceptance(src.rel, src.size, src.mtime_ns, stamp)
+                else:
+                    cat.accept(src.rel, src.size, src.mtime_ns, digest, reason.strip(), stamp,
+                               volume, session, fingerprint)
+        for cat in catalogs:
+            cat.db.commit()
+    except sqlite3.Error as e:
+        for cat in catalogs:
+            try:
+                cat.db.rollback()
+            except sqlite3.Error:
+                pass
+        raise UsageError(f"a destination's catalog could not be written ({e}): nothing was "
+                         "recorded; check the disk and run the same command again") from None
+
+
+def _card_file(card: str, given: str, listed: dict[str, SourceFile]) -> SourceFile:
+    """The card file named by `given` (relative to the card, or a path into it), exactly as
+    the offload and status list it, or a usage error."""
+    path = os.path.realpath(given if os.path.isabs(given) else os.path.join(card, given))
+    rel = os.path.relpath(path, card).replace(os.sep, "/")
+    if rel == ".." or rel.startswith("../") or os.path.isabs(rel):
         raise UsageError(f"{given} is not on the card {card}: give its path relative to the "
-                         "card, as ingest status lists it") from None
-    if not os.path.isfile(path):
-        raise UsageError(f"{given} is not a file on the card {card}")
-    return SourceFile(rel, path, classify(rel.rpartition("/")[2]), st.st_size, st.st_mtime_ns)
+                         "card, as ingest status lists it")
+    if rel not in listed:
+        what = "is not a photo file ingest copies" if os.path.isfile(path) else \
+            "is not on the card"
+        raise UsageError(f"{given} {what} ({card}): give its path relative to the card, as "
+                         "ingest status lists it")
+    return listed[rel]
 
 
-def _refuse_unless_lost(src: SourceFile, verdict: FileVerdict, source: str,
-                        destinations: list[str]) -> None:
+def _refuse_unless_lost(src: SourceFile, verdict: FileVerdict, problems: list[tuple[str, str]],
+                        source: str, destinations: list[str]) -> None:
     if verdict.safe:
         raise UsageError(f"{src.rel} is not lost: it is safe in these destinations; nothing "
                          "was recorded")
-    if verdict.key not in ACCEPTABLE:
+    # Every problem must be damage: one that a re-run can clear (a failed destination beside
+    # an undecodable frame) is for the re-run, not for acceptance.
+    if verdict.key not in ACCEPTABLE or not {key for key, _ in problems} <= ACCEPTABLE:
         again = " ".join(["ingest offload", source, *destinations])
         raise UsageError(f"{src.rel} is not lost: it reads from the card and can still be "
                          f"copied ({verdict.reasons[0]}). Run {again} instead; nothing was "

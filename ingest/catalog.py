@@ -51,7 +51,7 @@ CREATE INDEX IF NOT EXISTS checks_file ON checks(file_id);
 CREATE TABLE IF NOT EXISTS acceptances(
     id INTEGER PRIMARY KEY, card_path TEXT NOT NULL, size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL, xxh3_128 TEXT, reason TEXT NOT NULL, accepted_at TEXT NOT NULL,
-    source_volume TEXT, session_id TEXT, undone_at TEXT);
+    source_volume TEXT, session_id TEXT, undone_at TEXT, card_fingerprint TEXT);
 CREATE INDEX IF NOT EXISTS acceptances_card ON acceptances(card_path, size, mtime_ns);
 """
 
@@ -209,20 +209,20 @@ class Catalog:
                             (now, result, file_id))
 
     # acceptances --------------------------------------------------------------------------
+    # These two do not commit: `ingest accept` commits every catalog only once all took it.
     def accept(self, card_path: str, size: int, mtime_ns: int, digest: str | None,
-               reason: str, now: str, volume: str | None, session_id: str | None) -> None:
-        with self.db:
-            self.db.execute(
-                "INSERT INTO acceptances(card_path,size,mtime_ns,xxh3_128,reason,accepted_at,"
-                "source_volume,session_id) VALUES(?,?,?,?,?,?,?,?)",
-                (db_text(card_path), size, mtime_ns, digest, reason, now, volume, session_id))
+               reason: str, now: str, volume: str | None, session_id: str | None,
+               card: str | None) -> None:
+        self.db.execute(
+            "INSERT INTO acceptances(card_path,size,mtime_ns,xxh3_128,reason,accepted_at,"
+            "source_volume,session_id,card_fingerprint) VALUES(?,?,?,?,?,?,?,?,?)",
+            (db_text(card_path), size, mtime_ns, digest, reason, now, volume, session_id, card))
 
     def undo_acceptance(self, card_path: str, size: int, mtime_ns: int, now: str) -> int:
         """Take back every standing acceptance of this card file; returns how many."""
-        with self.db:
-            return self.db.execute(
-                "UPDATE acceptances SET undone_at=? WHERE card_path=? AND size=? AND mtime_ns=?"
-                " AND undone_at IS NULL", (now, db_text(card_path), size, mtime_ns)).rowcount
+        return self.db.execute(
+            "UPDATE acceptances SET undone_at=? WHERE card_path=? AND size=? AND mtime_ns=?"
+            " AND undone_at IS NULL", (now, db_text(card_path), size, mtime_ns)).rowcount
 
     def acceptance(self, card_path: str, size: int, mtime_ns: int) -> Acceptance | None:
         return acceptance_in(self.db, card_path, size, mtime_ns)
@@ -230,20 +230,15 @@ class Catalog:
 
 def acceptance_in(db: sqlite3.Connection, card_path: str, size: int,
                   mtime_ns: int) -> Acceptance | None:
-    """The newest standing acceptance of one card file, known by its path on the card, size
-    and time: the same name on another card (cameras reuse them) is another file. A catalog
-    from before acceptances existed has none."""
+    """The newest acceptance of one card file in this catalog, standing or undone (an undo is
+    an event that `safety.newest` weighs against other catalogs). The file is known by its
+    path on the card, size and time; `Acceptance.covers` then asks for the same content. A
+    catalog from before acceptances existed has none."""
     try:
         row = db.execute(
-            "SELECT card_path, xxh3_128, reason, accepted_at, id FROM acceptances WHERE "
-            "card_path=? AND size=? AND mtime_ns=? AND undone_at IS NULL ORDER BY id DESC "
+            "SELECT card_path, xxh3_128, reason, accepted_at, id, card_fingerprint, undone_at "
+            "FROM acceptances WHERE card_path=? AND size=? AND mtime_ns=? ORDER BY id DESC "
             "LIMIT 1", (db_text(card_path), size, mtime_ns)).fetchone()
     except sqlite3.OperationalError:
         return None
     return Acceptance(*row) if row else None
-
-
-def newest(acceptances: list[Acceptance | None]) -> Acceptance | None:
-    """Of one card file's acceptances in several catalogs, the most recent."""
-    found = [a for a in acceptances if a is not None]
-    return max(found, key=lambda a: a.accepted_at) if found else None

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from ingest import fsio
 from ingest.catalog import GOOD, Catalog, Row
@@ -43,6 +44,7 @@ class Destination:
     root: str
     catalog: Catalog
     token: str  # unique per run: names this run's partials
+    started: datetime | None = None  # when the run started: names its quarantine folder
     device: int = 0
     dead: str | None = None  # why this destination stopped taking files
     files: int = 0
@@ -164,6 +166,8 @@ class CopyJob:
                 self.out.failed[d.root] = f"destination unavailable: {d.dead}"
         self.hinted = _hint_existing(src, self.pending)
         self.hint_checks: dict[str, Future] = {}  # dest root -> the hinted copy's re-read
+        # A re-run's copy that fails its re-read costs one more card read, not a retry.
+        self.extra_reads = 0
         self.targets: dict[str, _Target] = {}
         self.digest: str | None = None
 
@@ -177,7 +181,7 @@ class CopyJob:
             if root not in self.hint_checks:
                 self.hint_checks[root] = self.verifier.submit(
                     _check_twin, root, row.path, row.xxh3_128, row.size, self.cfg.io)
-        while self.pending and out.attempts <= self.cfg.retries:
+        while self.pending and out.attempts <= self.cfg.retries + self.extra_reads:
             out.attempts += 1
             write_to = [d for d in self.pending if d.root not in self.hinted]
             try:
@@ -217,15 +221,15 @@ class CopyJob:
         """Commit what verified; copy again (synchronously) for what did not."""
         while True:
             self._settle()
-            if not self.pending or self.out.attempts > self.cfg.retries:
+            if not self.pending or self.out.attempts > self.cfg.retries + self.extra_reads:
                 break
             self.start()
             if self.digest is None:  # the card could not be read in the attempts left
                 break
         out = self.out
-        if out.unreadable:
-            for d in self.pending:
-                out.failed.setdefault(d.root, out.unreadable)
+        for d in self.pending:  # never silently short of a destination
+            out.failed.setdefault(d.root, out.unreadable or d.dead or
+                                  "the copy could not be proven in the attempts allowed")
         out.seconds = time.perf_counter() - self.t0
         out.placed = {d.root: out.placed[d.root] for d in self.dests if d.root in out.placed}
         return out
@@ -241,7 +245,9 @@ class CopyJob:
                 finding = self.hint_checks.pop(d.root).result()
                 if finding is not None:
                     self._twin_failed(d, _Twin(row.id, row.path, row.status, False), finding)
-                    still.append(d)  # copy it again; the commit keeps the damaged bytes
+                    if not d.dead:
+                        self.extra_reads = 1
+                        still.append(d)  # copy it again; the commit keeps the damaged bytes
                 elif row.xxh3_128 == digest:
                     d.proven[row.path] = digest
                     out.placed[d.root] = Placed(row.path, "existing", row.status,
@@ -268,11 +274,14 @@ class CopyJob:
         `status` stops counting it and the commit may replace it) and in the report."""
         result, detail = finding
         self.out.bad_twins.append((d.root, twin.path, result, detail))
-        if twin.row_id is None:
-            return
+        if twin.row_id is None or result not in _BAD_RESULTS:
+            return  # not readable now (permissions, a busy disk): no finding about its bytes
+        self._record(d, twin.row_id, result, f"re-read by ingest offload: {detail}")
+
+    def _record(self, d: Destination, row_id: int, result: str, detail: str) -> None:
         try:
-            d.catalog.record_finding(twin.row_id, result, f"re-read by ingest offload: {detail}",
-                                     self.cfg.clock().isoformat(), self.session_id)
+            d.catalog.record_finding(row_id, result, detail, self.cfg.clock().isoformat(),
+                                     self.session_id)
         except sqlite3.Error as e:
             d.dead = d.dead or f"its catalog can no longer be written ({e}): run again"
 
@@ -319,7 +328,13 @@ class CopyJob:
         if adopted:
             row = d.catalog.by_path(final_rel)
             if row and row.xxh3_128 == digest:
-                return Placed(final_rel, "existing", row.status)
+                latest = row.last_result
+                if latest in _BAD_RESULTS:
+                    # Found bad once, back intact now (just re-read): the catalog says so, or
+                    # status would hold the card back for ever over a copy that is fine.
+                    self._record(d, row.id, "verified", "re-read intact by ingest offload")
+                    latest = "verified"
+                return Placed(final_rel, "existing", row.status, latest)
         info = out.info
         d.pending_rows.append(dict(
             path=final_rel, size=src.size, mtime_ns=src.mtime_ns, digest=digest,
@@ -385,13 +400,20 @@ def _check_twin(root: str, path: str, digest: str, size: int,
         back, nbytes = fsio.uncached_hash(os.path.join(root, path), io)
     except FileNotFoundError:
         return "missing", "it is no longer there"
-    except OSError as e:
-        return "corrupt", f"it could not be read ({e.strerror or e})"
+    except OSError as e:  # says nothing of its bytes: not trusted, not recorded as corrupt
+        return "unreadable", f"it could not be read ({e.strerror or e})"
     if nbytes != size:
         return "corrupt", f"it is now {nbytes} bytes, was {size} when archived"
     if back != digest:
         return "corrupt", "its content changed since it was archived"
     return None
+
+
+def _hash_or_none(path: str) -> str | None:
+    try:
+        return fsio.uncached_hash(path)[0]
+    except OSError:
+        return None  # unreadable: not a file this copy may adopt
 
 
 def _existing(d: Destination, digest: str, size: int) -> _Twin | None:
@@ -557,7 +579,7 @@ def _commit(t: _Target, digest: str, size: int, card_rel: str, cfg: OffloadConfi
             continue  # renamed into place earlier in this run, row not yet written
         if os.path.lexists(final):
             if os.path.isfile(final) and os.path.getsize(final) == size \
-                    and fsio.uncached_hash(final)[0] == digest:
+                    and _hash_or_none(final) == digest:
                 _close_and_remove(t)
                 return rel, True, None
             row = d.catalog.by_path(rel)
@@ -567,7 +589,8 @@ def _commit(t: _Target, digest: str, size: int, card_rel: str, cfg: OffloadConfi
             # its bytes (an editor's rewrite is also "corrupt"), and only then take the name.
             reason = (f"found {row.last_result} and replaced by ingest offload from the card "
                       f"file {card_rel}")
-            kept = quarantine(d.root, rel, reason=reason, at=cfg.clock(), session=session)
+            kept = quarantine(d.root, rel, reason=reason, at=cfg.clock(), session=session,
+                              started=d.started)
             try:
                 io.rename(t.partial, final)
             except OSError:

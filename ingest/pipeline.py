@@ -16,7 +16,7 @@ from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 
 from ingest import __version__
-from ingest.catalog import GOOD, STATE_DIR, newest
+from ingest.catalog import GOOD, STATE_DIR
 from ingest.config import OffloadConfig
 from ingest.copier import CopyJob, CopyOutcome, Destination
 from ingest.discover import Discovery, discover, stem_of
@@ -31,8 +31,11 @@ from ingest.safety import (
     CopyEvidence,
     DeviceNames,
     FileEvidence,
+    card_fingerprint,
     card_verdict,
+    device_or_none,
     judge,
+    newest,
     shared_device_warnings,
     store_device_id,
 )
@@ -79,7 +82,8 @@ def offload(cfg: OffloadConfig) -> RunResult:
             if rebuilt:
                 rebuilds.append(rebuilt.to_json())
             cat.start_session(session, "offload", source, volume, started.isoformat(), __version__)
-            dests.append(Destination(root, cat, token=session, device=os.stat(root).st_dev))
+            dests.append(Destination(root, cat, token=session, started=started,
+                                     device=os.stat(root).st_dev))
         from ingest.verify.repair import record_peers
 
         for d in dests:  # so a later `ingest verify --repair` knows where the siblings are
@@ -125,8 +129,7 @@ def offload(cfg: OffloadConfig) -> RunResult:
             remote.finish(records)
         # After the catalogs took each file's own finding, so an acceptance taken back
         # later leaves the finding there to see.
-        card = _judge(records, dests, devices, cfg, held_back=sum(
-            s.holds_back for s in found.skipped))
+        card = _judge(records, dests, devices, cfg, found)
 
         finished = cfg.clock()
         for d in dests:
@@ -167,8 +170,8 @@ class _Devices:
     @classmethod
     def look(cls, cfg: OffloadConfig, source: str, roots: list[str], remotes: list) -> _Devices:
         names = DeviceNames()
-        card = _device(cfg, source)
-        of = {root: _device(cfg, root) for root in roots}
+        card = device_or_none(cfg.device_of, source)
+        of = {root: device_or_none(cfg.device_of, root) for root in roots}
         for remote in remotes:
             of[remote.root] = store_device_id(remote.device)
             names.extra[of[remote.root]] = remote.device
@@ -176,25 +179,19 @@ class _Devices:
             card, list(of.items()), cfg.min_copies, names))
 
 
-def _device(cfg: OffloadConfig, path: str) -> int | None:
-    try:
-        return cfg.device_of(path)
-    except OSError:
-        return None
-
-
 def _judge(records: list[FileRecord], dests: list[Destination], devices: _Devices,
-           cfg: OffloadConfig, held_back: int) -> CardVerdict:
+           cfg: OffloadConfig, found: Discovery) -> CardVerdict:
     """Each file's verdict by `ingest.safety`'s rule, from what this run proved. A flagged file
     the photographer accepted as lost (`ingest accept`), unchanged since, becomes `accepted`."""
     verdicts = []
+    card = card_fingerprint((f.rel, f.size, f.mtime_ns) for f in found.files)
     for rec in records:
         acceptance = newest([d.catalog.acceptance(rec.path, rec.size, rec.mtime_ns)
                              for d in dests if not d.dead])
         ev = FileEvidence(rec.path, rec.xxh3_128, [
             CopyEvidence(c.destination, c.path, devices.of.get(c.destination), c.verified)
             for c in rec.copies], [(str(rec.status), rec.detail)] if rec.flagged else [],
-            acceptance)
+            acceptance, card)
         verdict = judge(ev, card_device=devices.card, min_copies=cfg.min_copies,
                         names=devices.names)
         if verdict.accepted and rec.flagged:
@@ -205,7 +202,7 @@ def _judge(records: list[FileRecord], dests: list[Destination], devices: _Device
             rec.detail = f"{verdict.reasons[0]}; {rec.detail}" if rec.detail else \
                 verdict.reasons[0]
         verdicts.append(verdict)
-    return card_verdict(verdicts, held_back=held_back)
+    return card_verdict(verdicts, held_back=sum(s.holds_back for s in found.skipped))
 
 
 def _start_decoder(cfg: OffloadConfig, found: Discovery, stack: ExitStack):
@@ -297,6 +294,8 @@ class _Run:
         rec = FileRecord(path=src.rel, kind=src.kind, size=src.size, mtime_ns=src.mtime_ns)
         out = job.finish()
         _apply_copy(rec, src, out)
+        if not (self.cfg.decode and src.kind in IMAGE_KINDS):
+            _carry_findings(rec, out)
         fmt = self._history_format(src)
         if fmt and out.digest:
             _check_history(rec, fmt, dict(self.history[src.rel])[fmt], out)
@@ -442,17 +441,17 @@ def _apply_copy(rec: FileRecord, src: SourceFile, out: CopyOutcome) -> None:
         rec.copies += [Copy(root, "", False, "failed") for root in out.failed]
         rec.detail = "; ".join(sorted(set(out.failed.values())))
         return
+    damaged = sorted(f"{root}/{p.path}" for root, p in out.placed.items()
+                     if p.action == "existing" and p.latest == Status.DAMAGED)
+    if damaged:
+        # Proven the same bytes as the card, which verify found do not decode: the card holds
+        # that damage too. Never a `duplicate` or `verified` that reads as "nothing to do".
+        rec.status = Status.DAMAGED
+        rec.detail = (f"ingest verify found the archived {', '.join(damaged)} does not "
+                      "decode, and the card holds the same bytes")
+        return
     if all(p.action == "existing" for p in out.placed.values()):
         paths = ", ".join(sorted({p.path for p in out.placed.values()}))
-        damaged = sorted(f"{root}/{p.path}" for root, p in out.placed.items()
-                         if p.latest == Status.DAMAGED)
-        if damaged:
-            # Proven the same bytes as the card, which verify found do not decode: the card
-            # holds that damage too. Never a `duplicate` that reads as "nothing to do".
-            rec.status = Status.DAMAGED
-            rec.detail = (f"already in the archive as {paths}, but ingest verify found "
-                          f"{', '.join(damaged)} does not decode; the card holds the same bytes")
-            return
         if all(p.row_status in GOOD for p in out.placed.values()):
             rec.status = Status.DUPLICATE
             rec.detail = f"already in the archive as {paths}"
@@ -472,6 +471,23 @@ def _apply_copy(rec: FileRecord, src: SourceFile, out: CopyOutcome) -> None:
                       f"({out.attempts} attempts)")
     else:
         rec.status = Status.VERIFIED
+
+
+# Findings an earlier offload's decode made about this very content.
+_CARRIED = (Status.DAMAGED_ON_CARD, Status.UNVERIFIED)
+
+
+def _carry_findings(rec: FileRecord, out: CopyOutcome) -> None:
+    """A file this run does not decode (--no-decode, or no decoder for its kind) keeps what an
+    earlier decode found about the same bytes: a hash check cannot clear `damaged_on_card`."""
+    if rec.status not in (Status.VERIFIED, Status.DUPLICATE):
+        return
+    found = [s for s in _CARRIED if any(p.action == "existing" and p.row_status == s
+                                        for p in out.placed.values())]
+    if found:
+        rec.status = found[0]
+        rec.detail = (f"an earlier offload found it {found[0].replace('_', ' ')}, and this run "
+                      "did not decode it again")
 
 
 def _check_history(rec: FileRecord, fmt: str, expected: str, out: CopyOutcome) -> None:

@@ -16,7 +16,7 @@ and `ingest status` cannot disagree.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 # What holds a file back when it is not a problem of the file itself.
@@ -99,9 +99,21 @@ class Acceptance:
     reason: str
     accepted_at: str
     id: int = 0
+    # The card's listing when it was accepted (`card_fingerprint`): what tells an unreadable
+    # file from another card's unreadable file with the same name, size and time.
+    card: str | None = None
+    undone_at: str | None = None
 
-    def covers(self, digest: str | None) -> bool:
+    def covers(self, digest: str | None, card: str | None) -> bool:
+        """Whether the file now is what was accepted: the same content, or, for a file that
+        could not be read, still unreadable on the very card it was accepted from."""
+        if self.digest is None:
+            return digest is None and self.card is not None and self.card == card
         return self.digest == digest
+
+    @property
+    def last_event(self) -> str:
+        return self.undone_at or self.accepted_at
 
     def describe(self) -> str:
         return f"accepted as lost on {self.accepted_at[:10]}: {self.reason}"
@@ -119,6 +131,7 @@ class FileEvidence:
     copies: list[CopyEvidence] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (status, words)
     acceptance: Acceptance | None = None
+    card: str | None = None  # `card_fingerprint` of the card it is on, where one was read
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,15 +150,27 @@ def judge(ev: FileEvidence, *, card_device: int | None, min_copies: int,
     counting = tuple(c for c in ev.copies if c.proven and c.device is not None
                      and c.device != card_device)
     devices = len({c.device for c in counting})
-    problems = list(ev.problems)
-    if ev.acceptance is not None:
-        if ev.acceptance.covers(ev.digest):
-            found = tuple(dict.fromkeys(f"found: {p[1]}" for p in problems))
-            return FileVerdict(True, True, ACCEPTED, (ev.acceptance.describe(), *found),
-                               devices, counting)
+    problems = sorted(ev.problems, key=lambda p: _problem_rank(p[0]))  # headline first
+    accepted = ev.acceptance
+    if accepted is not None and accepted.covers(ev.digest, ev.card):
+        found = tuple(dict.fromkeys(f"found: {p[1]}" for p in problems))
+        # What is left of a damaged photo is still kept like any other: only a file with no
+        # bytes to copy (unreadable) is accepted without its copies.
+        if ev.digest is None or devices >= min_copies:
+            return FileVerdict(True, True, ACCEPTED, (accepted.describe(), *found), devices,
+                               counting)
+        short = _shortfall(ev, counting, devices, card_device, min_copies, names) \
+            if ev.copies else ["not copied"]
+        return FileVerdict(False, False, TOO_FEW_COPIES,
+                           (f"{accepted.describe()}, but what is left of it is not kept: "
+                            f"{short[0]}", *short[1:]), devices, counting)
+    if accepted is not None and accepted.digest is not None and accepted.card == ev.card:
+        # The same file on the same card (path, size, time and the card's listing all as when
+        # accepted) with other content: it changed again, which is new damage. A file accepted
+        # as unreadable that now reads, or one on another card, is judged on its own.
         problems.insert(0, (CHANGED_SINCE_ACCEPTED,
-                            f"changed since it was {ev.acceptance.describe()}: new damage, "
-                            "or a file that now reads; look at it again"))
+                            f"changed since it was {accepted.describe()}: new damage; look at "
+                            "it again"))
     if problems:
         key = min((p[0] for p in problems), key=_problem_rank)
         texts = tuple(dict.fromkeys(p[1] for p in problems))
@@ -242,6 +267,35 @@ def _held_summary(held: list[FileVerdict], held_back: int) -> str:
 
 def _files(n: int) -> str:
     return "file" if n == 1 else "files"
+
+
+def card_fingerprint(files: Iterable[tuple[str, int, int]]) -> str:
+    """A card's listing, (path, size, mtime_ns) of every file, as one hash: the same card as
+    it was. A card with a file more or less is, for an acceptance of an unreadable file,
+    another card, which errs on the side of keeping the card."""
+    import xxhash
+
+    h = xxhash.xxh3_64()
+    for rel, size, mtime_ns in sorted(files):
+        h.update(f"{rel}\0{size}\0{mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def newest(acceptances: Iterable[Acceptance | None]) -> Acceptance | None:
+    """Of one card file's acceptances in several catalogs, the latest event wins: an undo in
+    one catalog takes back an older acceptance in another."""
+    found = [a for a in acceptances if a is not None]
+    if not found:
+        return None
+    last = max(found, key=lambda a: a.last_event)
+    return None if last.undone_at else last
+
+
+def device_or_none(device_of: Callable[[str], int], path: str) -> int | None:
+    try:
+        return device_of(path)
+    except OSError:
+        return None
 
 
 def shared_device_warnings(card_device: int | None, destinations: list[tuple[str, int | None]],

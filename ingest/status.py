@@ -19,7 +19,7 @@ from typing import Protocol
 from urllib.parse import quote
 
 from ingest import __version__, fsio
-from ingest.catalog import GOOD, Row, acceptance_in, catalog_path, newest
+from ingest.catalog import GOOD, Row, acceptance_in, catalog_path
 from ingest.config import utc_now
 from ingest.discover import discover
 from ingest.model import ADVICE, FLAGGED, SourceFile, Status
@@ -31,8 +31,12 @@ from ingest.safety import (
     DeviceNames,
     FileEvidence,
     FileVerdict,
+    card_fingerprint,
     card_verdict,
+    device_or_none,
     judge,
+    newest,
+    shared_device_warnings,
     st_dev,
 )
 
@@ -84,7 +88,8 @@ def card_status(source: str, destinations: list[str], *, min_copies: int = 2,
         files = []
         verdicts = []
         archive = Archive(list(zip(roots, catalogs, strict=True)), remotes, device_of, names,
-                          card_device)
+                          card_device, card_fingerprint(
+                              (f.rel, f.size, f.mtime_ns) for f in found.files))
         for src in found.files:
             emit("file_start", path=src.rel, size=src.size)
             check = archive.evidence(src, io)
@@ -101,7 +106,7 @@ def card_status(source: str, destinations: list[str], *, min_copies: int = 2,
     skipped = [{"path": s.rel, "reason": s.reason,
                 "holds_back": not s.reason.startswith(_HARMLESS_SKIP_PREFIX)}
                for s in found.skipped]
-    dest_devices = [_device_or_none(device_of, r) for r in roots]
+    dest_devices = [device_or_none(device_of, r) for r in roots]
     finished = clock()
     report = {
         "schema": "ingest-report/1",
@@ -123,6 +128,10 @@ def card_status(source: str, destinations: list[str], *, min_copies: int = 2,
         "skipped": skipped,
         "files": files,
     }
+    # The offload's own warnings, from the same function: two outputs, one story.
+    report["warnings"] = shared_device_warnings(
+        card_device, [(d["root"], d["device_id"]) for d in report["destinations"]],
+        min_copies, names)
     report["summary"] = _summary(files, skipped, min_copies, verdicts)
     report["next"] = _next_step(report, source, destinations, card_device, dest_devices)
     return StatusResult(report)
@@ -179,13 +188,6 @@ def _open_remotes(urls: list[str], endpoint: str | None) -> list:
     return [RemoteArchive(url, endpoint=endpoint) for url in urls]
 
 
-def _device_or_none(device_of: Callable[[str], int], path: str) -> int | None:
-    try:
-        return device_of(path)
-    except OSError:
-        return None
-
-
 # one file ---------------------------------------------------------------------------------
 def _hash(path: str, io: fsio.FileIO) -> tuple[str | None, str | None]:
     """(xxh3-128 hex, None) or (None, why the card could not be read)."""
@@ -221,12 +223,13 @@ class Archive:
     device_of: Callable[[str], int]
     names: DeviceNames
     card_device: int | None
+    card: str | None  # the card's `card_fingerprint`
 
     def evidence(self, src: SourceFile, io: fsio.FileIO) -> FileCheck:
         """Hash the card file (read-only) and gather every catalogued copy of its content,
         each in its latest known state, and any acceptance of it."""
         digest, error = _hash(src.abspath, io)
-        check = FileCheck(src, FileEvidence(src.rel, digest))
+        check = FileCheck(src, FileEvidence(src.rel, digest, card=self.card))
         if error:
             check.evidence.problems.append((Status.UNREADABLE.value, error))
         else:
@@ -241,7 +244,7 @@ class Archive:
 
 
 # A copy whose latest check found one of these does not count, whatever the offload proved.
-_BAD_LATEST = (Status.CORRUPT, Status.MISSING, Status.DAMAGED)
+_BAD_LATEST = (Status.CORRUPT, Status.MISSING)
 
 
 @dataclass(slots=True)
@@ -275,17 +278,19 @@ class FileCheck:
         self.statuses.append(row.status)
 
     def _row_problem(self, row: Row, root: str) -> str | None:
-        """Why this catalogued copy does not count, from the catalog alone; the problems of
-        the file itself go to the evidence."""
+        """Why this catalogued copy does not count, from the catalog alone. The problems of
+        the file itself (a flagged offload status, a copy that does not decode) go to the
+        evidence: such a copy still holds the card's bytes, proven by its read-back, which is
+        what keeps an accepted loss kept."""
         latest = row.last_result or ""
+        when = (row.last_verified_at or "")[:10]
+        found = f"ingest verify found it {latest} on {when}" if when else \
+            f"its last check found it {latest}"
         if latest in _BAD_LATEST:
-            when = (row.last_verified_at or "")[:10]
-            found = f"ingest verify found it {latest} on {when}" if when else \
-                f"its last check found it {latest}"
-            if latest == Status.DAMAGED:
-                self._problem(Status.DAMAGED, f"the copy at {root} matches the card but does "
-                              f"not decode ({found}): the file was damaged when it was copied")
             return f"{found}: {_LATEST_ADVICE[latest]}"
+        if latest == Status.DAMAGED:
+            self._problem(Status.DAMAGED, f"the copy at {root} matches the card but does not "
+                          f"decode ({found}): the file was damaged when it was copied")
         if row.status in FLAGGED:
             detail = row.detail or ADVICE.get(row.status, "")
             if row.status == Status.DAMAGED_ON_CARD:
@@ -294,8 +299,7 @@ class FileCheck:
             else:
                 text = f"{row.status.replace('_', ' ')} at {root}: {detail}"
             self._problem(row.status, text)
-            return f"catalog status {row.status}"
-        if row.status not in GOOD:
+        elif row.status not in GOOD:
             return (f"not proven yet (catalog status {row.status}): the offload that wrote it "
                     "did not finish its checks")
         return None

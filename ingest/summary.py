@@ -23,7 +23,7 @@ def summarize(records: Iterable[FileRecord], command: str, *, card: CardVerdict 
     accepted = by_status.get(Status.ACCEPTED, {"files": 0})["files"]
     total = len(records)
     if card is not None:
-        safe, verdict = card.safe_to_format, card.line
+        safe, verdict, accepted = card.safe_to_format, card.line, card.accepted
     else:
         safe = not flagged
         checked = total - by_status.get(Status.SKIPPED, {"files": 0})["files"] \

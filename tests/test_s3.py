@@ -213,6 +213,12 @@ def test_rerun_proves_an_existing_object_before_trusting_it(endpoint, bucket, lo
     store = store_for(endpoint, url)
     assert store.hash_object(store.loc.key(rotted.copies[-1].path)) == \
         (rotted.xxh3_128, rotted.size)
+    kept = [k for k in objects(endpoint, bucket) if "/.ingest/quarantine/" in k]
+    assert len(kept) == 1 and kept[0].endswith(rotted.copies[-1].path)
+    import xxhash
+
+    zeros = (xxhash.xxh3_128_hexdigest(b"\0" * rotted.size), rotted.size)
+    assert store.hash_object(kept[0]) == zeros  # the bytes it replaced, kept
 
 
 def big_file(tmp_path: Path, size: int = 11 * MIB, name: str = "CLIP0001.MOV"

@@ -365,3 +365,104 @@ def test_accept_from_the_command_line(card, tmp_path):
     report = json.loads(r.stdout)
     assert report["command"] == "accept" and report["files"][0]["status"] == "accepted"
     assert report["files"][0]["finding"].startswith("damaged on the card")
+
+
+# 5. edge cases an outside review found -----------------------------------------------------
+def test_an_unreadable_file_accepted_on_one_card_does_not_cover_another_cards(card, disks,
+                                                                             tmp_path):
+    """Cameras reuse names: the same path, size and time on another card is another file.
+    An acceptance of an unreadable file holds only on the card (listing) it was made on."""
+    from conftest import CardReadErrors
+
+    name = "DSC_0007.JPG"
+    offload(card, disks)
+    unreadable = CardReadErrors(name)
+    lost = next(p for p in discover(str(card)).files if p.rel.endswith(name)).rel
+    api.accept(str(card), [str(d) for d in disks], [lost], "reader died on it", io=unreadable)
+    assert api.status(str(card), [str(d) for d in disks], io=CardReadErrors(name)).exit_code == 0
+
+    other = tmp_path / "other-card"
+    import shutil
+
+    shutil.copytree(card, other, symlinks=True)
+    (other / "DCIM" / "100NIKON" / "DSC_0999.JPG").write_bytes(b"another frame")
+    seen = api.status(str(other), [str(d) for d in disks], io=CardReadErrors(name))
+    held = next(f for f in seen.report["files"] if f["path"] == lost)
+    assert held["status"] == "not_safe" and held["reason"] == "unreadable"
+    # ...and once it reads, it is judged on its own: no "changed since accepted" alarm.
+    readable = api.status(str(card), [str(d) for d in disks])
+    assert next(f for f in readable.report["files"] if f["path"] == lost)["status"] == "safe"
+
+
+def test_an_accepted_loss_is_still_kept_its_copies_must_stay(card, disks):
+    first = offload(card, disks, decode=True, previews=False)
+    api.accept(str(card), [str(d) for d in disks], [DAMAGED], "blurred anyway")
+    assert status(card, disks).exit_code == 0
+    for d in disks:
+        copy_of(first, DAMAGED, d).unlink()
+    checked = verify(disks, decode=True)
+    assert checked.exit_code == 1  # missing copies are never "accepted"
+    assert {str(r.status) for r in checked.records if r.path.endswith("DSC_0013.JPG")} == \
+        {"missing"}
+    after = status(card, disks)
+    assert after.exit_code == 1
+    held = next(f for f in after.report["files"] if f["path"] == DAMAGED)
+    assert held["reason"] == "too_few_copies" and "is not kept" in held["detail"]
+
+
+def test_a_copy_found_missing_that_comes_back_is_trusted_again(card, disks, tmp_path):
+    first = offload(card, disks)
+    copy = copy_of(first, GOOD, disks[0])
+    aside = disks[0] / "aside.jpg"  # same file system: a rename, as a remount would do
+    copy.rename(aside)
+    assert verify([disks[0]]).exit_code == 1
+    aside.rename(copy)  # the disk was remounted, say
+    again = offload(card, disks)
+    assert again.report["summary"]["safe_to_format"] is True
+    assert status(card, disks).exit_code == 0
+    assert again.report["summary"]["verdict"] == status(card, disks).report["summary"]["verdict"]
+
+
+def test_a_check_that_does_not_decode_never_clears_a_decode_finding(card, disks):
+    offload(card, disks, decode=True, previews=False)  # damaged_on_card
+    again = offload(card, disks)  # --no-decode
+    assert next(r for r in again.records if r.path == DAMAGED).status is Status.DAMAGED_ON_CARD
+    assert again.exit_code == 1 and status(card, disks).exit_code == 1
+    assert verify(disks, decode=True).exit_code == 1  # damaged
+    hash_only = verify(disks)
+    assert hash_only.exit_code == 1
+    assert {str(r.status) for r in hash_only.records if r.path.endswith("DSC_0013.JPG")} == \
+        {"damaged"}
+    assert status(card, disks).exit_code == 1
+
+
+def test_an_undo_in_one_destination_takes_the_acceptance_back_everywhere(card, disks):
+    offload(card, disks, decode=True, previews=False)
+    api.accept(str(card), [str(d) for d in disks], [DAMAGED], "lost")
+    api.accept(str(card), [str(disks[0])], [DAMAGED], None, undo=True)
+    assert status(card, disks).exit_code == 1
+    assert offload(card, disks).report["summary"]["safe_to_format"] is False
+
+
+def test_a_rotted_copy_is_replaced_even_with_no_retries(card, disks):
+    first = offload(card, disks)
+    rotted = copy_of(first, GOOD, disks[0])
+    rot(rotted)
+    again = offload(card, disks, retries=0)
+    rec = next(r for r in again.records if r.path == GOOD)
+    assert rec.status is Status.RECOPIED and rec.attempts == 2
+    assert rotted.read_bytes() == (card / GOOD).read_bytes()
+    assert again.report["summary"]["safe_to_format"] is True
+
+
+def test_accept_takes_paths_as_status_lists_them_and_refuses_others(card, tmp_path):
+    dest = tmp_path / "A"
+    dest.mkdir()
+    offload(card, [dest], decode=True, previews=False)
+    for bad in ("../elsewhere.JPG", "DCIM", "DCIM/nope.JPG"):
+        with pytest.raises(UsageError):
+            api.accept(str(card), [str(dest)], [bad], "x")
+    assert acceptances(dest) == []
+    report = api.accept(str(card), [str(dest)], [f"./{DAMAGED}", str(card / DAMAGED)],
+                        "x").report
+    assert [f["path"] for f in report["files"]] == [DAMAGED]

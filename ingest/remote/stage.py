@@ -390,7 +390,11 @@ class RemoteDestination:
                 return final, False
             row = self._do(self.catalog.by_path, final)
             if row and row.xxh3_128 == digest and row.last_result in _BAD_RESULTS:
-                return final, False  # verify found our own copy bad: replace it
+                # Our own copy, found bad: replace it, but keep its bytes first (server-side
+                # copy), as a local destination moves them to its quarantine.
+                kept = f"{STATE_DIR}/quarantine/{self.session}/{final}"
+                store.copy(store.loc.key(final), store.loc.key(kept), int(head["ContentLength"]))
+                return final, False
             if int(head["ContentLength"]) == size \
                     and store.hash_object(store.loc.key(final))[0] == digest:
                 return final, True

@@ -24,10 +24,8 @@ def render_status(console, report: dict) -> None:
                   f"{escape(', '.join(d['root'] for d in report['destinations']))}; "
                   f"each file needs {_needs(report['min_copies'])}[/]",
                   soft_wrap=True)
-    for d in report["destinations"]:
-        if d.get("on_card_device"):
-            console.print(f"[yellow]{escape(d['root'])} is on the card's own device "
-                          f"({escape(d['device'] or '')}): its copies do not count[/]")
+    for warning in report.get("warnings", []):
+        console.print(f"[yellow]{escape(warning)}[/]")
     accepted = [f for f in report["files"] if f["status"] == "accepted"]
     if accepted:
         console.print()

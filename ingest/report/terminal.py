@@ -67,6 +67,17 @@ def render_summary(console, report: dict, next_command: list[str] | None) -> Non
             console.print(f"  {escape(where)}: {escape(accepted_line(f))}")
         if len(accepted) > 50:
             console.print(f"  … and {len(accepted) - 50} more: see the JSON or HTML report")
+    kept = [c for f in report["files"] for c in f.get("copies") or [] if c.get("quarantined")]
+    if kept:
+        # Someone's edit may look like damage: say where the replaced bytes are.
+        console.print()
+        console.print(f"[yellow]Replaced {len(kept)} damaged "
+                      f"{'copy' if len(kept) == 1 else 'copies'}; the old bytes are kept:[/]")
+        for c in kept[:50]:
+            console.print(f"  {escape(c['destination'])}/{escape(c['path'])} → "
+                          f"{escape(c['quarantined'])}")
+        if len(kept) > 50:
+            console.print(f"  … and {len(kept) - 50} more: see the JSON report")
     for warning in report.get("warnings", []):
         console.print(f"[yellow]Warning: {escape(warning)}[/]")
     console.print()

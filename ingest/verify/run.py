@@ -31,7 +31,7 @@ from ingest.model import FLAGGED_VERIFY, Copy, FileRecord, Status
 from ingest.pipeline import PREVIEW_DIR, build_report, write_reports
 from ingest.power import battery_stop_reason, lower_priority
 from ingest.preflight import UsageError, check_catalogued
-from ingest.safety import CHANGED_SINCE_ACCEPTED, FileEvidence, judge
+from ingest.safety import CopyEvidence, FileEvidence, judge
 from ingest.verify import VerifyConfig, check, repair
 from ingest.verify.check import HashCheck
 from ingest.verify.plan import Item, build_plan
@@ -243,6 +243,12 @@ class _Run:
     def _finish(self, p: _Pending) -> None:
         rec, item, hc = p.rec, p.item, p.hc
         archive = self._archive(item.root)
+        if rec.status is Status.VERIFIED and item.row.last_result == Status.DAMAGED and \
+                (rec.decode or {}).get("verdict") != "ok":
+            # A hash check (or a decoder that could not judge) cannot clear a decode finding.
+            rec.status = Status.DAMAGED
+            rec.detail = ("matches its original hash, but an earlier check found it does not "
+                          "decode, and this run did not decode it again")
         if rec.status in (Status.CORRUPT, Status.MISSING):
             self._repair(p, archive)
         finding = str(rec.status)  # what the catalog keeps, even for an accepted loss
@@ -250,7 +256,8 @@ class _Run:
             # Records name paths relative to their archive; the terminal and HTML show only
             # the path, so the detail says which archive holds the problem.
             rec.detail = f"in {item.root}: {rec.detail}"
-            _apply_acceptance(rec, item, archive, hc)
+            if rec.status is Status.DAMAGED:
+                _apply_acceptance(rec, item, archive, hc)
         copy = rec.copies[0]
         copy.verified = rec.status in (Status.VERIFIED, Status.RECOPIED, Status.DAMAGED,
                                        Status.ACCEPTED)
@@ -317,19 +324,21 @@ class _Run:
 
 
 def _apply_acceptance(rec: FileRecord, item: Item, archive: Destination, hc: HashCheck) -> None:
-    """A flagged file the photographer accepted as lost (`ingest accept`) is `accepted`, by
-    the rule every command shares, while its content is what was accepted (a damaged copy
-    that still hashes as when it was accepted). One that changed since is new damage."""
+    """A `damaged` copy (it hashes as at ingest, but does not decode) of a file the
+    photographer accepted as lost (`ingest accept`) is `accepted`, by the rule every command
+    shares, while its content is what was accepted. A corrupt or missing copy never is: those
+    are new losses of what was left, for `--repair`."""
     row = item.row
     acceptance = archive.catalog.acceptance(row.source_path, row.size, row.mtime_ns) \
         if row.source_path else None
-    verdict = judge(FileEvidence(item.rel, hc.digest, [], [(str(rec.status), rec.detail)],
+    if acceptance is None or acceptance.undone_at or acceptance.digest != row.xxh3_128:
+        return  # none, taken back, or about other content (another card's file of that name)
+    copy = CopyEvidence(item.root, item.rel, archive.device, proven=True)
+    verdict = judge(FileEvidence(item.rel, hc.digest, [copy], [(str(rec.status), rec.detail)],
                                  acceptance), card_device=None, min_copies=1)
     if verdict.accepted:
         rec.status, rec.detail = Status.ACCEPTED, "; ".join(verdict.reasons)
         rec.acceptance = acceptance.to_json()
-    elif verdict.key == CHANGED_SINCE_ACCEPTED:
-        rec.detail = f"{verdict.reasons[0]}; {rec.detail}"
 
 
 def _skipped(item: Item, note: str) -> FileRecord:
