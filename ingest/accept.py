@@ -70,7 +70,6 @@ def accept(source: str, destinations: list[str], files: list[str], reason: str |
     listed = {f.rel: f for f in found.files}
     sources = list({src.rel: src for src in (_card_file(card, f, listed) for f in files)}
                    .values())
-    fingerprint = card_fingerprint((f.rel, f.size, f.mtime_ns) for f in found.files)
     now = clock()
     session = now.strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
     names = DeviceNames()
@@ -78,7 +77,7 @@ def accept(source: str, destinations: list[str], files: list[str], reason: str |
         for root in roots:
             stack.enter_context(DestinationLock(root, f"ingest accept {card}"))
         catalogs = [(root, stack.enter_context(_open(root))) for root in roots]
-        archive = Archive(catalogs, [], device_of, names, device_of(card), fingerprint)
+        archive = Archive(catalogs, [], device_of, names, device_of(card), found.files)
         entries = []
         for src in sources:
             check = archive.evidence(src, io)
@@ -96,7 +95,7 @@ def accept(source: str, destinations: list[str], files: list[str], reason: str |
         stamp = now.isoformat()
         volume = volume_identity(card)
         _record_everywhere([cat for _, cat in catalogs], entries, undo, reason, stamp, volume,
-                           session, fingerprint)
+                           session, found.files)
     finished = clock()
     records = [{"path": src.rel, "kind": str(src.kind), "size": src.size, "xxh3_128": digest,
                 "status": "undone" if undo else Status.ACCEPTED.value,
@@ -131,9 +130,10 @@ def _open(root: str) -> Catalog:
 
 
 def _record_everywhere(catalogs: list[Catalog], entries: list, undo: bool, reason: str | None,
-                       stamp: str, volume: str | None, session: str, fingerprint: str) -> None:
+                       stamp: str, volume: str | None, session: str, card: list) -> None:
     """All catalogs take every file, or none does: the destinations must never disagree on
     what is accepted (status would then depend on which of them are given)."""
+    committed: list[Catalog] = []
     try:
         for cat in catalogs:
             cat.db.execute("BEGIN IMMEDIATE")  # every write lock first, before any change
@@ -143,17 +143,34 @@ def _record_everywhere(catalogs: list[Catalog], entries: list, undo: bool, reaso
                     cat.undo_acceptance(src.rel, src.size, src.mtime_ns, stamp)
                 else:
                     cat.accept(src.rel, src.size, src.mtime_ns, digest, reason.strip(), stamp,
-                               volume, session, fingerprint)
+                               volume, session, card_fingerprint(card, src.mtime_ns))
         for cat in catalogs:
-            cat.db.commit()
+            cat.db.commit()  # in WAL mode a full disk shows here, after others committed
+            committed.append(cat)
     except sqlite3.Error as e:
         for cat in catalogs:
             try:
                 cat.db.rollback()
             except sqlite3.Error:
                 pass
-        raise UsageError(f"a destination's catalog could not be written ({e}): nothing was "
-                         "recorded; check the disk and run the same command again") from None
+        left = _take_back(committed, undo, stamp, session)
+        where = f"; but {', '.join(left)} kept it: run the same command again" if left else \
+            ": nothing was recorded"
+        raise UsageError(f"a destination's catalog could not be written ({e}){where}. Check "
+                         "that the disk has space and no other program holds the catalog, "
+                         "then run the same command again") from None
+
+
+def _take_back(committed: list[Catalog], undo: bool, stamp: str, session: str) -> list[str]:
+    """Undo what the catalogs that did commit took, so the destinations agree again; returns
+    the catalogs where even that failed."""
+    left = []
+    for cat in committed:
+        try:
+            cat.take_back_acceptances(undo=undo, stamp=stamp, session_id=session)
+        except sqlite3.Error:
+            left.append(cat.path)
+    return left
 
 
 def _card_file(card: str, given: str, listed: dict[str, SourceFile]) -> SourceFile:

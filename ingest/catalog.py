@@ -104,7 +104,10 @@ class Catalog:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(acceptances)")}
         with self.db:
+            if "card_fingerprint" not in columns:  # an acceptances table from before it
+                self.db.execute("ALTER TABLE acceptances ADD COLUMN card_fingerprint TEXT")
             self.db.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)",
                             (str(SCHEMA_VERSION),))
 
@@ -224,6 +227,15 @@ class Catalog:
             "UPDATE acceptances SET undone_at=? WHERE card_path=? AND size=? AND mtime_ns=?"
             " AND undone_at IS NULL", (now, db_text(card_path), size, mtime_ns)).rowcount
 
+    def take_back_acceptances(self, *, undo: bool, stamp: str, session_id: str) -> None:
+        """Reverse one `ingest accept` run that other catalogs could not take (committed)."""
+        with self.db:
+            if undo:
+                self.db.execute("UPDATE acceptances SET undone_at=NULL WHERE undone_at=?",
+                                (stamp,))
+            else:
+                self.db.execute("DELETE FROM acceptances WHERE session_id=?", (session_id,))
+
     def acceptance(self, card_path: str, size: int, mtime_ns: int) -> Acceptance | None:
         return acceptance_in(self.db, card_path, size, mtime_ns)
 
@@ -239,6 +251,8 @@ def acceptance_in(db: sqlite3.Connection, card_path: str, size: int,
             "SELECT card_path, xxh3_128, reason, accepted_at, id, card_fingerprint, undone_at "
             "FROM acceptances WHERE card_path=? AND size=? AND mtime_ns=? ORDER BY id DESC "
             "LIMIT 1", (db_text(card_path), size, mtime_ns)).fetchone()
-    except sqlite3.OperationalError:
-        return None
+    except sqlite3.OperationalError as e:
+        if "no such table" in str(e):
+            return None  # a catalog from before acceptances existed
+        raise
     return Acceptance(*row) if row else None

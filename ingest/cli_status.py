@@ -86,10 +86,8 @@ def accept(source, destinations, files, reason, undo, json_path):
         if json_path != "-":
             console = _console()
             for f in result.report["files"]:
-                line = f"{f['path']}: {f['status']}"
-                if f["finding"]:
-                    line += f" ({f['finding']})"
-                console.print(escape(line))
+                verb = "no longer accepted" if undo else "accepted as lost"
+                console.print(escape(f"{f['path']}: {verb} ({f['reason']})"))
             console.print(f"[bold]{escape(result.report['summary']['verdict'])}[/]")
             if not undo:
                 console.print("ingest status and ingest verify now list these files as "

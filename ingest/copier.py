@@ -195,6 +195,8 @@ class CopyJob:
             elif digest != out.digest:
                 _discard(targets)
                 out.unreadable = "the card returned different data on two reads of this file"
+                for d in self.pending:
+                    out.failed[d.root] = out.unreadable
                 self.pending = []
                 return
             out.unreadable = None

@@ -50,7 +50,7 @@ ADVICE: dict[str, str] = {
     Status.RECOPIED: "Nothing to do: a bad copy was caught and copied again. Check the cable or disk if this repeats.",
     Status.DUPLICATE: "Nothing to do: this content is already in the archive.",
     Status.NEEDS_RECOPY: "Run the same command again to copy it again; if it keeps failing, try another reader or cable.",
-    Status.DAMAGED_ON_CARD: "Re-copying won't help: the card holds the damage. Keep the card, do not format it; try another reader or recovery software.",
+    Status.DAMAGED_ON_CARD: "Re-copying won't help: the card holds the damage. Keep the card, do not format it; try another reader or recovery software. Once you know it is lost, ingest accept records that.",
     Status.UNREADABLE: "The card could not be read. Re-seat the card or try another reader, then run the same command again.",
     Status.UNVERIFIED: "Copied and hash-checked, but this decoder cannot prove the image. Keep the card until you have checked it in your editor.",
     Status.CORRUPT: "This copy changed since it was archived. Restore it from the good copy named (ingest verify --repair).",

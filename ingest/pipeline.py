@@ -27,6 +27,7 @@ from ingest.preflight import UsageError, check_destinations, check_source
 from ingest.rebuild import open_or_rebuild
 from ingest.remote import split_destinations
 from ingest.safety import (
+    CHANGED_SINCE_ACCEPTED,
     CardVerdict,
     CopyEvidence,
     DeviceNames,
@@ -184,23 +185,22 @@ def _judge(records: list[FileRecord], dests: list[Destination], devices: _Device
     """Each file's verdict by `ingest.safety`'s rule, from what this run proved. A flagged file
     the photographer accepted as lost (`ingest accept`), unchanged since, becomes `accepted`."""
     verdicts = []
-    card = card_fingerprint((f.rel, f.size, f.mtime_ns) for f in found.files)
     for rec in records:
         acceptance = newest([d.catalog.acceptance(rec.path, rec.size, rec.mtime_ns)
                              for d in dests if not d.dead])
         ev = FileEvidence(rec.path, rec.xxh3_128, [
             CopyEvidence(c.destination, c.path, devices.of.get(c.destination), c.verified)
             for c in rec.copies], [(str(rec.status), rec.detail)] if rec.flagged else [],
-            acceptance, card)
+            acceptance, card_fingerprint(found.files, rec.mtime_ns) if acceptance else None)
         verdict = judge(ev, card_device=devices.card, min_copies=cfg.min_copies,
                         names=devices.names)
         if verdict.accepted and rec.flagged:
             rec.detail = f"{acceptance.describe()}; this run found: {rec.status}: {rec.detail}"
             rec.status = Status.ACCEPTED
             rec.acceptance = acceptance.to_json()
-        elif acceptance is not None and not verdict.accepted and not verdict.safe:
-            rec.detail = f"{verdict.reasons[0]}; {rec.detail}" if rec.detail else \
-                verdict.reasons[0]
+        elif not verdict.safe and (verdict.stale or verdict.key == CHANGED_SINCE_ACCEPTED):
+            why = verdict.stale or verdict.reasons[0]
+            rec.detail = f"{rec.detail}; {why}" if rec.detail else why
         verdicts.append(verdict)
     return card_verdict(verdicts, held_back=sum(s.holds_back for s in found.skipped))
 

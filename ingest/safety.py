@@ -142,6 +142,7 @@ class FileVerdict:
     reasons: tuple[str, ...]  # the first is the headline
     devices: int  # distinct devices with a counting copy
     counting: tuple[CopyEvidence, ...]
+    stale: str | None = None  # why an acceptance of this file no longer covers it
 
 
 def judge(ev: FileEvidence, *, card_device: int | None, min_copies: int,
@@ -164,6 +165,7 @@ def judge(ev: FileEvidence, *, card_device: int | None, min_copies: int,
         return FileVerdict(False, False, TOO_FEW_COPIES,
                            (f"{accepted.describe()}, but what is left of it is not kept: "
                             f"{short[0]}", *short[1:]), devices, counting)
+    stale = None
     if accepted is not None and accepted.digest is not None and accepted.card == ev.card:
         # The same file on the same card (path, size, time and the card's listing all as when
         # accepted) with other content: it changed again, which is new damage. A file accepted
@@ -171,6 +173,21 @@ def judge(ev: FileEvidence, *, card_device: int | None, min_copies: int,
         problems.insert(0, (CHANGED_SINCE_ACCEPTED,
                             f"changed since it was {accepted.describe()}: new damage; look at "
                             "it again"))
+    elif accepted is not None:
+        # Say why an acceptance the photographer remembers no longer applies.
+        stale = (f"it was {accepted.describe()}, but the card or the file has changed since: "
+                 "run ingest accept again if it is still lost")
+    verdict = _judge_own(ev, problems, counting, devices, card_device, min_copies, names)
+    if stale and not verdict.safe:
+        return FileVerdict(False, False, verdict.key, (*verdict.reasons, stale), devices,
+                           counting, stale)
+    return verdict
+
+
+def _judge_own(ev: FileEvidence, problems: list[tuple[str, str]],
+               counting: tuple[CopyEvidence, ...], devices: int, card_device: int | None,
+               min_copies: int, names: DeviceNames) -> FileVerdict:
+    """The verdict from the file's own evidence, with no acceptance that covers it."""
     if problems:
         key = min((p[0] for p in problems), key=_problem_rank)
         texts = tuple(dict.fromkeys(p[1] for p in problems))
@@ -269,14 +286,23 @@ def _files(n: int) -> str:
     return "file" if n == 1 else "files"
 
 
-def card_fingerprint(files: Iterable[tuple[str, int, int]]) -> str:
-    """A card's listing, (path, size, mtime_ns) of every file, as one hash: the same card as
-    it was. A card with a file more or less is, for an acceptance of an unreadable file,
-    another card, which errs on the side of keeping the card."""
+# What a card's fingerprint lists: the photos and clips, not the camera's own index files,
+# which it rewrites whenever the card goes back in.
+_FINGERPRINT_KINDS = frozenset({"raw", "jpeg", "heif", "tiff", "video"})
+
+
+def card_fingerprint(files: Iterable, upto_ns: int) -> str:
+    """Which card a file is on, as one hash: path, size and time of every photo and clip on it
+    shot no later than that file (`upto_ns`, its mtime). Later shots do not change it, so an
+    acceptance outlives the next shoot; another card, or a card whose earlier photos were
+    deleted, is another card, which errs on the side of keeping the card. `files`: objects
+    with rel, size, mtime_ns and kind (`SourceFile`)."""
     import xxhash
 
     h = xxhash.xxh3_64()
-    for rel, size, mtime_ns in sorted(files):
+    for rel, size, mtime_ns in sorted((f.rel, f.size, f.mtime_ns) for f in files
+                                      if str(f.kind) in _FINGERPRINT_KINDS
+                                      and f.mtime_ns <= upto_ns):
         h.update(f"{rel}\0{size}\0{mtime_ns}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 

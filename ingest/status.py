@@ -88,8 +88,7 @@ def card_status(source: str, destinations: list[str], *, min_copies: int = 2,
         files = []
         verdicts = []
         archive = Archive(list(zip(roots, catalogs, strict=True)), remotes, device_of, names,
-                          card_device, card_fingerprint(
-                              (f.rel, f.size, f.mtime_ns) for f in found.files))
+                          card_device, found.files)
         for src in found.files:
             emit("file_start", path=src.rel, size=src.size)
             check = archive.evidence(src, io)
@@ -223,13 +222,13 @@ class Archive:
     device_of: Callable[[str], int]
     names: DeviceNames
     card_device: int | None
-    card: str | None  # the card's `card_fingerprint`
+    card_files: list[SourceFile]  # the card's listing, for `card_fingerprint`
 
     def evidence(self, src: SourceFile, io: fsio.FileIO) -> FileCheck:
         """Hash the card file (read-only) and gather every catalogued copy of its content,
         each in its latest known state, and any acceptance of it."""
         digest, error = _hash(src.abspath, io)
-        check = FileCheck(src, FileEvidence(src.rel, digest, card=self.card))
+        check = FileCheck(src, FileEvidence(src.rel, digest))
         if error:
             check.evidence.problems.append((Status.UNREADABLE.value, error))
         else:
@@ -240,6 +239,8 @@ class Archive:
                 check.add_remote_rows(ra, ra.by_hash(digest))
         check.evidence.acceptance = newest(
             [cat.acceptance(src.rel, src.size, src.mtime_ns) for _, cat in self.catalogs])
+        if check.evidence.acceptance is not None:
+            check.evidence.card = card_fingerprint(self.card_files, src.mtime_ns)
         return check
 
 

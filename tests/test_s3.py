@@ -215,6 +215,7 @@ def test_rerun_proves_an_existing_object_before_trusting_it(endpoint, bucket, lo
         (rotted.xxh3_128, rotted.size)
     kept = [k for k in objects(endpoint, bucket) if "/.ingest/quarantine/" in k]
     assert len(kept) == 1 and kept[0].endswith(rotted.copies[-1].path)
+    assert kept[0] == store.loc.key(rotted.copies[-1].quarantined)  # the report says where
     import xxhash
 
     zeros = (xxhash.xxh3_128_hexdigest(b"\0" * rotted.size), rotted.size)
@@ -278,7 +279,7 @@ def test_failure_mid_upload_leaves_nothing_final_and_a_rerun_completes(endpoint,
     again.open("s2")
     done = again.put_verified(str(path), "2024/CLIP0001.MOV", digest, path.stat().st_size, 0)
     again.close()
-    assert done == (True, "", "2024/CLIP0001.MOV", "copied")
+    assert done == (True, "", "2024/CLIP0001.MOV", "copied", None)
     assert store.hash_object("p/2024/CLIP0001.MOV") == (digest, path.stat().st_size)
 
 
@@ -303,7 +304,7 @@ def test_a_killed_runs_partials_are_swept_and_its_object_adopted(endpoint, bucke
     assert not store.call("list_multipart_uploads").get("Uploads")
     got = dest.put_verified(str(path), "2024/CLIP0001.MOV", digest, path.stat().st_size, 0)
     assert got == (True, "an identical object was already there", "2024/CLIP0001.MOV",
-                   "existing")
+                   "existing", None)
     # A different object under the name is never overwritten: the file takes a suffix.
     other, other_digest = big_file(tmp_path, 1000, "other.MOV")
     placed = dest.put_verified(str(other), "2024/CLIP0001.MOV", other_digest, 1000, 0)
@@ -352,7 +353,7 @@ def test_checksum_and_redownload_mismatches_are_caught(endpoint, bucket, tmp_pat
     dest.open("s2")
     ok = dest.put_verified(str(path), "x/A.JPG", digest, 2000, 0)
     dest.close()
-    assert ok == (True, "uploaded again (2 attempts)", "x/A.JPG", "copied")
+    assert ok == (True, "uploaded again (2 attempts)", "x/A.JPG", "copied", None)
 
 
 @needs_s3

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from ingest import api
+from ingest import api, fsio
 from ingest.catalog import Catalog, catalog_path
 from ingest.config import OffloadConfig
 from ingest.copier import CopyJob, Destination
 from ingest.discover import discover
-from ingest.model import Status
+from ingest.model import Kind, Status
 from ingest.preflight import UsageError
 
 DAMAGED = "DCIM/101NIKON/DSC_0013.JPG"
@@ -381,14 +381,27 @@ def test_an_unreadable_file_accepted_on_one_card_does_not_cover_another_cards(ca
     api.accept(str(card), [str(d) for d in disks], [lost], "reader died on it", io=unreadable)
     assert api.status(str(card), [str(d) for d in disks], io=CardReadErrors(name)).exit_code == 0
 
-    other = tmp_path / "other-card"
     import shutil
 
+    # The next shoot on the same card (a later frame) leaves the acceptance standing...
+    later = card / "DCIM" / "100NIKON" / "DSC_0999.JPG"
+    later.write_bytes(b"a later frame")
+    assert api.status(str(card), [str(d) for d in disks],
+                      io=CardReadErrors(name)).report["summary"]["accepted"] == 1
+    later.unlink()
+    # ...but another card, whose earlier frames differ, is another card.
+    other = tmp_path / "other-card"
     shutil.copytree(card, other, symlinks=True)
-    (other / "DCIM" / "100NIKON" / "DSC_0999.JPG").write_bytes(b"another frame")
+    files = discover(str(other)).files
+    mtime = next(f.mtime_ns for f in files if f.rel == lost)
+    earlier = next(f for f in files if f.kind is not Kind.OTHER and f.mtime_ns < mtime)
+    with open(earlier.abspath, "ab") as f:
+        f.write(b"other content")
+    os.utime(earlier.abspath, ns=(earlier.mtime_ns, earlier.mtime_ns))
     seen = api.status(str(other), [str(d) for d in disks], io=CardReadErrors(name))
     held = next(f for f in seen.report["files"] if f["path"] == lost)
     assert held["status"] == "not_safe" and held["reason"] == "unreadable"
+    assert "run ingest accept again" in held["detail"]  # says why it no longer applies
     # ...and once it reads, it is judged on its own: no "changed since accepted" alarm.
     readable = api.status(str(card), [str(d) for d in disks])
     assert next(f for f in readable.report["files"] if f["path"] == lost)["status"] == "safe"
@@ -428,6 +441,10 @@ def test_a_check_that_does_not_decode_never_clears_a_decode_finding(card, disks)
     again = offload(card, disks)  # --no-decode
     assert next(r for r in again.records if r.path == DAMAGED).status is Status.DAMAGED_ON_CARD
     assert again.exit_code == 1 and status(card, disks).exit_code == 1
+    first_check = verify(disks)  # --no-decode: the hash matches, the finding stands
+    assert first_check.exit_code == 1
+    assert {str(r.status) for r in first_check.records if r.path.endswith("DSC_0013.JPG")} == \
+        {"damaged"}
     assert verify(disks, decode=True).exit_code == 1  # damaged
     hash_only = verify(disks)
     assert hash_only.exit_code == 1
@@ -441,7 +458,9 @@ def test_an_undo_in_one_destination_takes_the_acceptance_back_everywhere(card, d
     api.accept(str(card), [str(d) for d in disks], [DAMAGED], "lost")
     api.accept(str(card), [str(disks[0])], [DAMAGED], None, undo=True)
     assert status(card, disks).exit_code == 1
+    assert verify(disks, decode=True).exit_code == 1  # verify weighs the archives it is given
     assert offload(card, disks).report["summary"]["safe_to_format"] is False
+    assert "run ingest accept again" not in status(card, disks).report["files"][-1]["detail"]
 
 
 def test_a_rotted_copy_is_replaced_even_with_no_retries(card, disks):
@@ -466,3 +485,37 @@ def test_accept_takes_paths_as_status_lists_them_and_refuses_others(card, tmp_pa
     report = api.accept(str(card), [str(dest)], [f"./{DAMAGED}", str(card / DAMAGED)],
                         "x").report
     assert [f["path"] for f in report["files"]] == [DAMAGED]
+
+
+class SecondReadDiffers(fsio.FileIO):
+    """A marginal reader: the second time the card file `name` is opened, one byte of what is
+    read comes back wrong."""
+
+    def __init__(self, name: str):
+        self.name, self.opens, self.flaky = name, 0, set()
+
+    def open_source(self, path):
+        fd = super().open_source(path)
+        if path.endswith(self.name):
+            self.opens += 1
+            if self.opens == 2:
+                self.flaky.add(fd)
+        return fd
+
+    def read(self, fd, size):
+        data = super().read(fd, size)
+        if fd in self.flaky and data:
+            self.flaky.discard(fd)
+            data = bytes([data[0] ^ 1]) + data[1:]
+        return data
+
+
+def test_a_card_that_reads_differently_while_a_rotted_copy_is_replaced_is_flagged(card, disks):
+    first = offload(card, disks)
+    rot(copy_of(first, GOOD, disks[0]))
+    again = offload(card, disks, io=SecondReadDiffers(GOOD.rpartition("/")[2]))
+    rec = next(r for r in again.records if r.path == GOOD)
+    assert rec.status is Status.NEEDS_RECOPY, (rec.status, rec.detail)  # never `duplicate`
+    assert "different data on two reads" in rec.detail
+    assert [c.destination for c in rec.copies if c.action == "failed"] == [str(disks[0])]
+    assert again.exit_code == 1 and again.report["summary"]["safe_to_format"] is False

@@ -86,6 +86,7 @@ class PutResult(NamedTuple):
     detail: str  # why it failed, or a note ("already there as ...")
     path: str  # key relative to the destination prefix; "" when nothing was placed
     action: str  # copied | existing | failed
+    kept: str | None = None  # where the object it replaced was copied first (quarantine)
 
 
 class _Failed(Exception):
@@ -266,7 +267,8 @@ class RemoteDestination:
         if result is None:
             rec.copies.append(Copy(self.root, "", False, "failed"))
             return
-        rec.copies.append(Copy(self.root, result.path, result.verified, result.action))
+        rec.copies.append(Copy(self.root, result.path, result.verified, result.action,
+                               result.kept))
         if result.verified:
             return
         why = f"off-site copy to {self.root} failed: {result.detail}"
@@ -327,7 +329,7 @@ class RemoteDestination:
                 found = self._existing(rel, digest, size)
                 if found:
                     return found
-                final, adopt = self._free_name(rel, digest, size)
+                final, adopt, kept = self._free_name(rel, digest, size)
                 if adopt:
                     self._do(self._add_row, final, digest, size, mtime_ns, row, None, None)
                     return PutResult(True, "an identical object was already there", final,
@@ -338,7 +340,7 @@ class RemoteDestination:
                     self.files += 1
                     self.bytes += size
                 note = "" if attempts == 1 else f"uploaded again ({attempts} attempts)"
-                return PutResult(True, note, final, "copied")
+                return PutResult(True, note, final, "copied", kept)
             except _Failed as e:
                 last = str(e)
             except Exception as e:  # noqa: BLE001 - a per-file failure is a status
@@ -378,26 +380,27 @@ class RemoteDestination:
         rows = [r for r in [cat.by_path(rel)] if r and r.xxh3_128 == digest]
         return rows + [r for r in cat.by_hash(digest) if r.path != rel]
 
-    def _free_name(self, rel: str, digest: str, size: int) -> tuple[str, bool]:
-        """(key relative to the prefix, adopt): the card's layout name unless another object
-        holds it; an identical object there (a run killed before recording it) is adopted."""
+    def _free_name(self, rel: str, digest: str, size: int) -> tuple[str, bool, str | None]:
+        """(key relative to the prefix, adopt, kept): the card's layout name unless another
+        object holds it; an identical object there (a run killed before recording it) is
+        adopted; kept is where a damaged copy of ours that the name held was copied first."""
         folder, _, name = rel.rpartition("/")
         store = self.store
         for candidate in (name, with_suffix(name, digest[:8]), with_suffix(name, digest)):
             final = f"{folder}/{candidate}" if folder else candidate
             head = store.head(store.loc.key(final))
             if head is None:
-                return final, False
+                return final, False, None
             row = self._do(self.catalog.by_path, final)
             if row and row.xxh3_128 == digest and row.last_result in _BAD_RESULTS:
                 # Our own copy, found bad: replace it, but keep its bytes first (server-side
                 # copy), as a local destination moves them to its quarantine.
                 kept = f"{STATE_DIR}/quarantine/{self.session}/{final}"
                 store.copy(store.loc.key(final), store.loc.key(kept), int(head["ContentLength"]))
-                return final, False
+                return final, False, kept
             if int(head["ContentLength"]) == size \
                     and store.hash_object(store.loc.key(final))[0] == digest:
-                return final, True
+                return final, True, None
         raise OSError(errno.EEXIST, f"no free name for {name} in {self.root}")
 
     def _upload_proven(self, local_path: str, final: str, digest: str,

@@ -31,7 +31,7 @@ from ingest.model import FLAGGED_VERIFY, Copy, FileRecord, Status
 from ingest.pipeline import PREVIEW_DIR, build_report, write_reports
 from ingest.power import battery_stop_reason, lower_priority
 from ingest.preflight import UsageError, check_catalogued
-from ingest.safety import CopyEvidence, FileEvidence, judge
+from ingest.safety import CopyEvidence, FileEvidence, judge, newest
 from ingest.verify import VerifyConfig, check, repair
 from ingest.verify.check import HashCheck
 from ingest.verify.plan import Item, build_plan
@@ -243,7 +243,8 @@ class _Run:
     def _finish(self, p: _Pending) -> None:
         rec, item, hc = p.rec, p.item, p.hc
         archive = self._archive(item.root)
-        if rec.status is Status.VERIFIED and item.row.last_result == Status.DAMAGED and \
+        if rec.status is Status.VERIFIED and Status.DAMAGED in (
+                item.row.last_result, _DECODE_FINDINGS.get(item.row.status)) and \
                 (rec.decode or {}).get("verdict") != "ok":
             # A hash check (or a decoder that could not judge) cannot clear a decode finding.
             rec.status = Status.DAMAGED
@@ -257,7 +258,7 @@ class _Run:
             # the path, so the detail says which archive holds the problem.
             rec.detail = f"in {item.root}: {rec.detail}"
             if rec.status is Status.DAMAGED:
-                _apply_acceptance(rec, item, archive, hc)
+                _apply_acceptance(rec, item, [a.catalog for a in self.archives], archive, hc)
         copy = rec.copies[0]
         copy.verified = rec.status in (Status.VERIFIED, Status.RECOPIED, Status.DAMAGED,
                                        Status.ACCEPTED)
@@ -323,15 +324,22 @@ class _Run:
         return next(a for a in self.archives if a.root == root)
 
 
-def _apply_acceptance(rec: FileRecord, item: Item, archive: Destination, hc: HashCheck) -> None:
+# An offload's decode finding that means the archived bytes do not decode either.
+_DECODE_FINDINGS = {Status.DAMAGED_ON_CARD.value: Status.DAMAGED}
+
+
+def _apply_acceptance(rec: FileRecord, item: Item, catalogs: list[Catalog],
+                      archive: Destination, hc: HashCheck) -> None:
     """A `damaged` copy (it hashes as at ingest, but does not decode) of a file the
     photographer accepted as lost (`ingest accept`) is `accepted`, by the rule every command
     shares, while its content is what was accepted. A corrupt or missing copy never is: those
     are new losses of what was left, for `--repair`."""
     row = item.row
-    acceptance = archive.catalog.acceptance(row.source_path, row.size, row.mtime_ns) \
-        if row.source_path else None
-    if acceptance is None or acceptance.undone_at or acceptance.digest != row.xxh3_128:
+    # The latest event across this run's archives, as status weighs it: an undo in one
+    # catalog takes back the acceptance in all.
+    acceptance = newest(c.acceptance(row.source_path, row.size, row.mtime_ns)
+                        for c in catalogs) if row.source_path else None
+    if acceptance is None or acceptance.digest != row.xxh3_128:
         return  # none, taken back, or about other content (another card's file of that name)
     copy = CopyEvidence(item.root, item.rel, archive.device, proven=True)
     verdict = judge(FileEvidence(item.rel, hc.digest, [copy], [(str(rec.status), rec.detail)],
