@@ -18,6 +18,9 @@ SCHEMA_VERSION = 1
 
 # Row statuses that mean "this copy is proven good": a re-run treats them as done.
 GOOD = ("verified", "recopied", "duplicate")
+# Latest findings (`last_result`) after which a copy no longer counts, whatever proved it once:
+# offload, status and an s3:// destination all read them so.
+LOST = ("corrupt", "missing")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ingest import fsio
-from ingest.catalog import GOOD, Catalog, Row
+from ingest.catalog import GOOD, LOST, Catalog, Row
 from ingest.config import OffloadConfig
 from ingest.layout import with_suffix
 from ingest.metadata import CaptureInfo, capture_info
@@ -32,8 +32,6 @@ from ingest.quarantine import put_back, quarantine
 # A destination that fails with one of these will fail every later file too.
 _DEAD_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOENT, errno.ENODEV, errno.EIO,
                 errno.EACCES, errno.EPERM, errno.ENXIO}
-# A copy `ingest verify` found bad is no copy: the card's file replaces it.
-_BAD_RESULTS = ("corrupt", "missing")
 ROWS_PER_BATCH = 64
 
 
@@ -276,7 +274,7 @@ class CopyJob:
         `status` stops counting it and the commit may replace it) and in the report."""
         result, detail = finding
         self.out.bad_twins.append((d.root, twin.path, result, detail))
-        if twin.row_id is None or result not in _BAD_RESULTS:
+        if twin.row_id is None or result not in LOST:
             return  # not readable now (permissions, a busy disk): no finding about its bytes
         self._record(d, twin.row_id, result, f"re-read by ingest offload: {detail}")
 
@@ -331,7 +329,7 @@ class CopyJob:
             row = d.catalog.by_path(final_rel)
             if row and row.xxh3_128 == digest:
                 latest = row.last_result
-                if latest in _BAD_RESULTS:
+                if latest in LOST:
                     # Found bad once, back intact now (just re-read): the catalog says so, or
                     # status would hold the card back for ever over a copy that is fine.
                     self._record(d, row.id, "verified", "re-read intact by ingest offload")
@@ -447,7 +445,7 @@ def _hint_existing(src: SourceFile, dests: list[Destination]) -> dict[str, Row]:
 
 
 def _present(root: str, row: Row) -> bool:
-    if row.last_result in _BAD_RESULTS:
+    if row.last_result in LOST:
         return False
     try:
         return os.stat(os.path.join(root, row.path)).st_size == row.size
@@ -585,7 +583,7 @@ def _commit(t: _Target, digest: str, size: int, card_rel: str, cfg: OffloadConfi
                 _close_and_remove(t)
                 return rel, True, None
             row = d.catalog.by_path(rel)
-            if not (row and row.xxh3_128 == digest and row.last_result in _BAD_RESULTS):
+            if not (row and row.xxh3_128 == digest and row.last_result in LOST):
                 continue  # a different file owns this name: never overwrite it
             # This copy of the very same original was found corrupt: replace it, but keep
             # its bytes (an editor's rewrite is also "corrupt"), and only then take the name.

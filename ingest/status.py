@@ -19,7 +19,7 @@ from typing import Protocol
 from urllib.parse import quote
 
 from ingest import __version__, fsio
-from ingest.catalog import GOOD, Row, acceptance_in, catalog_path
+from ingest.catalog import GOOD, LOST, Row, acceptance_in, catalog_path
 from ingest.config import utc_now
 from ingest.discover import discover
 from ingest.model import ADVICE, FLAGGED, SourceFile, Status
@@ -244,8 +244,6 @@ class Archive:
         return check
 
 
-# A copy whose latest check found one of these does not count, whatever the offload proved.
-_BAD_LATEST = (Status.CORRUPT, Status.MISSING)
 
 
 @dataclass(slots=True)
@@ -287,7 +285,7 @@ class FileCheck:
         when = (row.last_verified_at or "")[:10]
         found = f"ingest verify found it {latest} on {when}" if when else \
             f"its last check found it {latest}"
-        if latest in _BAD_LATEST:
+        if latest in LOST:
             return f"{found}: {_LATEST_ADVICE[latest]}"
         if latest == Status.DAMAGED:
             self._problem(Status.DAMAGED, f"the copy at {root} matches the card but does not "

@@ -50,7 +50,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from ingest import __version__
-from ingest.catalog import GOOD, STATE_DIR, Catalog, Row, catalog_path
+from ingest.catalog import GOOD, LOST, STATE_DIR, Catalog, Row, catalog_path
 from ingest.config import utc_now
 from ingest.layout import with_suffix
 from ingest.model import FLAGGED, Copy, FileRecord, Status
@@ -72,7 +72,6 @@ RETRIES = 1  # a failed upload or a mismatch is tried again this many times
 # Files in flight at once. Each costs about five requests in a row (HEAD, PUT, GET, COPY,
 # DELETE), so on a remote store latency, not bandwidth, bounds a single stream.
 UPLOADS = 4
-_BAD_RESULTS = ("corrupt", "missing")
 _IGNORED = (f"{STATE}/", "ascmhl/")
 _OBJECTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS remote_objects(
@@ -357,7 +356,7 @@ class RemoteDestination:
         that fails is recorded as such (so the name may be reused) and the file is uploaded."""
         store = self.store
         for r in self._do(self._rows_for, rel, digest):
-            if r.last_result in _BAD_RESULTS or r.size != size:
+            if r.last_result in LOST or r.size != size:
                 continue
             try:
                 back, nbytes = store.hash_object(store.loc.key(r.path))
@@ -392,7 +391,7 @@ class RemoteDestination:
             if head is None:
                 return final, False, None
             row = self._do(self.catalog.by_path, final)
-            if row and row.xxh3_128 == digest and row.last_result in _BAD_RESULTS:
+            if row and row.xxh3_128 == digest and row.last_result in LOST:
                 # Our own copy, found bad: replace it, but keep its bytes first (server-side
                 # copy), as a local destination moves them to its quarantine.
                 kept = f"{STATE_DIR}/quarantine/{self.session}/{final}"
