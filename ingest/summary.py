@@ -32,7 +32,7 @@ def summarize(records: Iterable[FileRecord], command: str, *, card: CardVerdict 
         verdict = (f"{_need(len(flagged))} attention" if flagged
                    else f"All {checked - accepted} checked {_files(checked - accepted)} are "
                    f"intact{tail}")
-    return {
+    out = {
         "files": total,
         "bytes": sum(r.size for r in records),
         "by_status": dict(sorted(by_status.items())),
@@ -42,6 +42,11 @@ def summarize(records: Iterable[FileRecord], command: str, *, card: CardVerdict 
         "safe_to_format": safe,
         "verdict": verdict,
     }
+    if card is not None:
+        # Files that hold the card back, as `ingest status` counts them (held_back counts
+        # the card entries that have no file record).
+        out["not_safe"] = card.held - held_back
+    return out
 
 
 def _need(n: int) -> str:

@@ -94,6 +94,7 @@ def test_two_folders_on_one_disk_are_never_safe_in_any_output(card, tmp_path):
     assert o["json"]["summary"]["safe_to_format"] is False
     assert o["json"]["summary"]["verdict"].startswith("NOT safe to format")
     assert o["json"]["summary"]["verdict"] == o["status_json"]["summary"]["verdict"]
+    assert o["json"]["summary"]["not_safe"] == o["status_json"]["summary"]["not_safe"] == 27
     assert all(d["on_card_device"] for d in o["json"]["destinations"])
     assert o["json"]["warnings"], "the offload must say the destinations cannot count"
     # Said before the first copy (first in the output), and again at the end.
