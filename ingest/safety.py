@@ -2,8 +2,8 @@
 
 A card file is safe when at least `min_copies` copies of it sit on distinct devices other than
 the card's own, each proven intact by the latest evidence held about it (the offload's read-back
-from disk, then every later `verify`: a copy found `corrupt`, `missing` or `damaged` no longer
-counts), and nothing marks the file itself as bad. A file the photographer has accepted as lost
+from disk, then every later `verify`: a copy found `corrupt` or `missing` no longer counts),
+and nothing marks the file itself as bad (a flagged offload status, a copy found `damaged`). A file the photographer has accepted as lost
 (`ingest accept`) no longer holds the card back, for as long as its content is the content
 that was accepted: one that changes again is new damage.
 
@@ -340,10 +340,14 @@ def shared_device_warnings(card_device: int | None, destinations: list[tuple[str
         elif len(roots) > 1:
             out.append(f"{' and '.join(roots)} are on the same device ({names.label(dev)}): "
                        "together they count as one copy")
-    usable = {dev for dev in by_device if dev is not None and dev != card_device}
-    if len(usable) < min_copies:
-        n = len(usable)
+    n = len(usable_devices(card_device, by_device))
+    if n < min_copies:
         out.append(f"The destinations give {n} separate {'device' if n == 1 else 'devices'} "
-                   f"apart from the card, and safe to format needs {min_copies}: this run "
-                   "cannot make the card safe to format. Add a destination on another disk.")
+                   f"apart from the card, and safe to format needs {min_copies}: they cannot "
+                   "make the card safe to format. Add a destination on another disk.")
     return out
+
+
+def usable_devices(card_device: int | None, devices: Iterable[int | None]) -> set[int]:
+    """The devices whose copies can count: known, and not the card's own."""
+    return {dev for dev in devices if dev is not None and dev != card_device}

@@ -38,6 +38,7 @@ from ingest.safety import (
     newest,
     shared_device_warnings,
     st_dev,
+    usable_devices,
 )
 
 SAFE, NOT_SAFE = "safe", "not_safe"
@@ -233,8 +234,7 @@ class Archive:
             check.evidence.problems.append((Status.UNREADABLE.value, error))
         else:
             for root, cat in self.catalogs:
-                check.add_rows(root, cat.by_hash(digest), self.device_of, self.names,
-                               self.card_device)
+                check.add_rows(root, cat.by_hash(digest), self.device_of)
             for ra in self.remotes:
                 check.add_remote_rows(ra, ra.by_hash(digest))
         check.evidence.acceptance = newest(
@@ -254,14 +254,13 @@ class FileCheck:
     evidence: FileEvidence
     statuses: list[str] = field(default_factory=list)  # catalog statuses, for the JSON
 
-    def add_rows(self, root: str, rows: list[Row], device_of, names: DeviceNames,
-                 card_device: int) -> None:
+    def add_rows(self, root: str, rows: list[Row], device_of) -> None:
         for row in rows:
             problem = self._row_problem(row, root)
             device = None
             if problem is None:
                 problem, device = _check_present(os.path.join(root, row.path), row.size,
-                                                 device_of, names, card_device)
+                                                 device_of)
             self._add(root, row, device, problem)
 
     def add_remote_rows(self, ra, rows: list[Row]) -> None:
@@ -270,10 +269,9 @@ class FileCheck:
             self._add(ra.root, row, ra.device_id, problem)
 
     def _add(self, root: str, row: Row, device: int | None, problem: str | None) -> None:
-        on_card = problem is not None and problem.startswith(_ON_CARD)
-        self.evidence.copies.append(CopyEvidence(
-            root, row.path, device, proven=problem is None or on_card,
-            problem=None if on_card else problem))
+        # A copy on the card's own device is proven all the same; `judge` does not count it.
+        self.evidence.copies.append(CopyEvidence(root, row.path, device,
+                                                 proven=problem is None, problem=problem))
         self.statuses.append(row.status)
 
     def _row_problem(self, row: Row, root: str) -> str | None:
@@ -320,7 +318,7 @@ class FileCheck:
                         "device_id": c.device, "verified": c.proven,
                         "counts": c in verdict.counting, "catalog_status": status,
                         "problem": c.problem or (None if c in verdict.counting or not c.proven
-                                                 else _ON_CARD_TEXT)}
+                                                 else _on_card(names.label(c.device)))}
                        for c, status in zip(ev.copies, self.statuses, strict=True)],
             "devices": verdict.devices,
             "detail": "; ".join(verdict.reasons),
@@ -333,8 +331,6 @@ class FileCheck:
         return out
 
 
-_ON_CARD = "on the card's own device"
-_ON_CARD_TEXT = "on the card's own device: formatting the card erases it"
 _LATEST_ADVICE = {
     Status.CORRUPT: "run ingest verify --repair, or offload the card again",
     Status.MISSING: "run ingest verify --repair, or offload the card again",
@@ -342,8 +338,12 @@ _LATEST_ADVICE = {
 }
 
 
-def _check_present(abspath: str, size: int, device_of, names: DeviceNames,
-                   card_device: int) -> tuple[str | None, int | None]:
+def _on_card(device: str) -> str:
+    """A proven copy that `judge` does not count: it can only be on the card's own device."""
+    return f"on the card's own device ({device}): formatting the card erases it"
+
+
+def _check_present(abspath: str, size: int, device_of) -> tuple[str | None, int | None]:
     """(why the copy does not count or None, its device)."""
     try:
         st = os.stat(abspath)
@@ -353,8 +353,6 @@ def _check_present(abspath: str, size: int, device_of, names: DeviceNames,
     if st.st_size != size:
         return (f"size on disk {st.st_size} differs from the catalog's {size}: run ingest "
                 "verify"), device
-    if device == card_device:
-        return f"{_ON_CARD} ({names.label(device)}): formatting the card erases it", device
     return None, device
 
 
@@ -396,10 +394,6 @@ def _next_step(report: dict, source: str, destinations: list[str], card_device: 
     command = None
     if keys & _OFFLOAD_FIXES:
         command = ["ingest", "offload", source, *destinations]
-        usable = {d for d in dest_devices if d is not None and d != card_device}
-        if len(usable) < report["min_copies"]:
-            command.append("/path/on/another/disk")
-            advice.append(f"The destinations sit on {len(usable)} "
-                          f"{'device' if len(usable) == 1 else 'devices'} apart from the card; "
-                          f"add one on another disk to reach {report['min_copies']}.")
+        if len(usable_devices(card_device, dest_devices)) < report["min_copies"]:
+            command.append("/path/on/another/disk")  # the warnings above say why
     return {"command": command, "advice": advice}

@@ -50,7 +50,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from ingest import __version__
-from ingest.catalog import GOOD, LOST, STATE_DIR, Catalog, Row, catalog_path
+from ingest.catalog import LOST, STATE_DIR, Catalog, Row, catalog_path
 from ingest.config import utc_now
 from ingest.layout import with_suffix
 from ingest.model import FLAGGED, Copy, FileRecord, Status
@@ -707,9 +707,8 @@ class RemoteArchive:
             return None
 
     def problem(self, row: Row) -> str | None:
-        """None when this copy counts (catalog good, object there with its size)."""
-        if row.status not in GOOD:
-            return f"catalog status {row.status}"
+        """None when the object is there with its catalogued size. What the catalog row's
+        status and latest finding say is judged by `status`, as for a local copy."""
         size = self.size_of(row.path)
         if size is None:
             return "listed in the catalog but missing from the bucket"

@@ -243,8 +243,10 @@ class _Run:
     def _finish(self, p: _Pending) -> None:
         rec, item, hc = p.rec, p.item, p.hc
         archive = self._archive(item.root)
-        if rec.status is Status.VERIFIED and Status.DAMAGED in (
-                item.row.last_result, _DECODE_FINDINGS.get(item.row.status)) and \
+        # A decode found these bytes bad once: at ingest (damaged on the card) or in a verify.
+        found_bad = item.row.last_result == Status.DAMAGED or \
+            item.row.status == Status.DAMAGED_ON_CARD
+        if rec.status is Status.VERIFIED and found_bad and \
                 (rec.decode or {}).get("verdict") != "ok":
             # A hash check (or a decoder that could not judge) cannot clear a decode finding.
             rec.status = Status.DAMAGED
@@ -322,10 +324,6 @@ class _Run:
 
     def _archive(self, root: str) -> Destination:
         return next(a for a in self.archives if a.root == root)
-
-
-# An offload's decode finding that means the archived bytes do not decode either.
-_DECODE_FINDINGS = {Status.DAMAGED_ON_CARD.value: Status.DAMAGED}
 
 
 def _apply_acceptance(rec: FileRecord, item: Item, catalogs: list[Catalog],
