@@ -71,6 +71,9 @@ def _jobs(value: int | None) -> int:
 @click.option("--jobs", type=click.IntRange(1, 256), default=None,
               help="Decode worker processes (default: number of cores).")
 @click.option("--no-decode", is_flag=True, help="Skip the decode check (hash verification only).")
+@click.option("--no-source-verify", is_flag=True,
+              help="Read each card file once, not twice: trust the reader not to hand over a "
+                   "wrong bit (the copy is still read back from the destination).")
 @click.option("--no-previews", is_flag=True, help="Do not write JPEG previews.")
 @click.option("--preview-size", default=2048, show_default=True, type=click.IntRange(64, 16384),
               help="Largest long edge of previews in pixels (a JPEG's preview is its own decode "
@@ -82,7 +85,7 @@ def _jobs(value: int | None) -> int:
               help="Copies on separate devices each file needs before the card is safe to "
                    "format (as for ingest status).")
 def offload(source, destinations, json_path, junit_path, html_path, layout, retries, jobs,
-            no_decode, no_previews, preview_size, s3_endpoint, min_copies):
+            no_decode, no_source_verify, no_previews, preview_size, s3_endpoint, min_copies):
     """Copy SOURCE (a card or folder) to every DESTINATION, verify, and report.
 
     \b
@@ -108,7 +111,7 @@ def offload(source, destinations, json_path, junit_path, html_path, layout, retr
                 decode=not no_decode, previews=not no_previews and not no_decode,
                 preview_size=preview_size, json_path=json_path, junit_path=junit_path,
                 html_path=html_path, progress=events, s3_endpoint=s3_endpoint,
-                min_copies=min_copies)
+                min_copies=min_copies, source_verify=not no_source_verify)
         if json_path != "-":
             _summary(result.report, ["ingest", "offload", *sys.argv[2:]], source, destinations,
                      console)

@@ -22,6 +22,10 @@ class OffloadConfig:
     destinations: list[str]
     layout: Layout = field(default_factory=lambda: Layout.parse(None))
     retries: int = 2
+    # Read each card file a second time, past the page cache, and prove a copy only when both
+    # card reads and its read-back agree: a flaky reader or cable can hand over one wrong bit
+    # that the read-back (of what was written) and a decode cannot see.
+    source_verify: bool = True
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     decode: bool = True
     previews: bool = True

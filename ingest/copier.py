@@ -2,11 +2,13 @@
 
 Per attempt: read the card once in chunks, hashing and writing each chunk to a hidden partial in
 every destination that needs the file. Each partial is then fsynced and re-read from disk in a
-verifier thread, so the next card file is already being copied while this one is proven. Only a
-partial whose read-back matches is renamed to its final name; its catalog row follows once its
-folder is fsynced (rows are written in batches: one transaction, not one per file). A partial
-that fails is removed and the card is read again for the destinations still missing, up to
-`retries`. Nothing here raises for a per-file problem: the outcome is a `CopyOutcome`.
+verifier thread, so the next card file is already being copied while this one is proven; another
+verifier thread reads the card file a second time, past the page cache (source verification).
+Only a partial whose read-back matches, of a card read the second read agrees with, is renamed
+to its final name; its catalog row follows once its folder is fsynced (rows are written in
+batches: one transaction, not one per file). A partial that fails is removed and the card is
+read again for the destinations still missing, up to `retries`. Nothing here raises for a
+per-file problem: the outcome is a `CopyOutcome`.
 """
 
 from __future__ import annotations
@@ -31,8 +33,15 @@ from ingest.quarantine import put_back, quarantine
 
 # A destination that fails with one of these will fail every later file too.
 _DEAD_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOENT, errno.ENODEV, errno.EIO,
-                errno.EACCES, errno.EPERM, errno.ENXIO}
+                errno.EACCES, errno.EPERM, errno.ENXIO,
+                # a network share or FUSE mount that went away
+                errno.ENOTCONN, errno.ESHUTDOWN, errno.ESTALE, errno.EHOSTDOWN}
 ROWS_PER_BATCH = 64
+UNSTABLE_CARD = "the card returned different data on two reads of this file"
+# How a file's card bytes were proven (FileRecord.source_verify): a second card read past the
+# page cache agreed with the one written; or the read matched the hash an earlier verified read
+# of this card file recorded (a re-run: two reads, at two times); or source verification was off.
+SECOND_READ, EARLIER_READ, SOURCE_CHECK_OFF = "second_read", "earlier_read", "off"
 
 
 @dataclass(slots=True)
@@ -98,6 +107,9 @@ class CopyOutcome:
     # again: (destination root, path, finding, detail).
     bad_twins: list[tuple[str, str, str, str]] = field(default_factory=list)
     quarantined: dict[str, str] = field(default_factory=dict)  # dest root -> kept bytes' path
+    card_reads: int = 0  # every read of the file from the card, verifying ones included
+    card_mismatches: int = 0  # attempts voided because two card reads disagreed
+    source_check: str | None = None  # SECOND_READ | EARLIER_READ | SOURCE_CHECK_OFF once settled
 
 
 class SourceReadError(Exception):
@@ -167,7 +179,8 @@ class CopyJob:
         # A re-run's copy that fails its re-read costs one more card read, not a retry.
         self.extra_reads = 0
         self.targets: dict[str, _Target] = {}
-        self.digest: str | None = None
+        self.digest: str | None = None  # this attempt's card read, not yet settled
+        self.card_check: Future | None = None  # this attempt's second card read
 
     # -- one attempt ----------------------------------------------------------------------
     def start(self) -> None:
@@ -182,27 +195,38 @@ class CopyJob:
         while self.pending and out.attempts <= self.cfg.retries + self.extra_reads:
             out.attempts += 1
             write_to = [d for d in self.pending if d.root not in self.hinted]
+            out.card_reads += 1
             try:
                 digest, targets = _read_and_write(self.src, write_to, self.cfg, out, self.place,
                                                   self.extra_formats)
             except SourceReadError as e:
                 out.unreadable = str(e)
                 continue
-            if out.digest is None:
-                out.digest = digest
-            elif digest != out.digest:
+            if out.digest is not None and digest != out.digest:
+                # The content settled earlier (two reads agreed) and this read differs: this
+                # read is the odd one out. Read again, as for a copy that did not read back.
                 _discard(targets)
-                out.unreadable = "the card returned different data on two reads of this file"
-                for d in self.pending:
-                    out.failed[d.root] = out.unreadable
-                self.pending = []
-                return
+                out.card_mismatches += 1
+                out.unreadable = UNSTABLE_CARD
+                continue
             out.unreadable = None
             self.targets, self.digest = targets, digest
+            if out.digest is None and targets:
+                if self.cfg.source_verify:
+                    # Started after the first read is closed, so the two reads are independent.
+                    out.card_reads += 1
+                    self.card_check = self.verifier.submit(fsio.reread_source,
+                                                           self.src.abspath, self.cfg.io)
+                else:
+                    out.digest, out.source_check = digest, SOURCE_CHECK_OFF
             for t in targets.values():
                 if t.fd is not None and not t.error:
                     keep = self.decode_next and t.dest is self.dests[0]
                     t.twin = _existing(t.dest, digest, self.src.size)
+                    if t.dest.dead:  # its catalog could not be read
+                        t.error = t.dest.dead
+                        _close_and_remove(t)
+                        continue
                     if t.twin is None:
                         t.check = self.verifier.submit(_prove, t.fd, t.partial,
                                                        self.src.mtime_ns, self.cfg.io, keep)
@@ -215,7 +239,8 @@ class CopyJob:
 
     def ready(self) -> bool:
         return all(t.check is None or t.check.done() for t in self.targets.values()) and \
-            all(f.done() for f in self.hint_checks.values())
+            all(f.done() for f in self.hint_checks.values()) and \
+            (self.card_check is None or self.card_check.done())
 
     def finish(self) -> CopyOutcome:
         """Commit what verified; copy again (synchronously) for what did not."""
@@ -238,6 +263,8 @@ class CopyJob:
         out, digest = self.out, self.digest
         if digest is None:
             return
+        if not self._source_settled(digest):
+            return
         still = []
         for d in self.pending:
             if d.root in self.hinted:
@@ -250,6 +277,8 @@ class CopyJob:
                         still.append(d)  # copy it again; the commit keeps the damaged bytes
                 elif row.xxh3_128 == digest:
                     d.proven[row.path] = digest
+                    if out.digest is None:  # this read agrees with an earlier verified one
+                        out.digest, out.source_check = digest, EARLIER_READ
                     out.placed[d.root] = Placed(row.path, "existing", row.status,
                                                 row.last_result)
                 else:
@@ -268,6 +297,36 @@ class CopyJob:
             elif not d.dead:
                 still.append(d)
         self.pending, self.targets, self.digest = still, {}, None
+
+    def _source_settled(self, digest: str) -> bool:
+        """Whether this attempt's card read may be trusted: its second read agreed (or the
+        content had settled before, or verification is off). When the second read disagrees
+        or fails, nothing this attempt wrote counts: its partials are dropped unrenamed and the
+        card is read again for every destination."""
+        check, self.card_check = self.card_check, None
+        if check is None:
+            return True
+        try:
+            second, nbytes = check.result()
+        except OSError as e:  # says nothing about the bytes: a read error, not a mismatch
+            second, nbytes = None, -1
+            self.out.unreadable = f"read error on the card: {e.strerror or e}"
+        if second == digest and nbytes == self.src.size:
+            self.out.digest, self.out.source_check = digest, SECOND_READ
+            return True
+        if second is not None:
+            self.out.card_mismatches += 1
+            self.out.unreadable = UNSTABLE_CARD
+        for t in self.targets.values():
+            if t.check is not None:
+                try:
+                    t.check.result()  # the verifier closes the partial's descriptor
+                except OSError:
+                    pass
+                t.fd = None
+            _close_and_remove(t)
+        self.targets, self.digest = {}, None
+        return False
 
     def _twin_failed(self, d: Destination, twin: _Twin, finding: tuple[str, str]) -> None:
         """The archive's copy of this content failed its re-read: say so in the catalog (so
@@ -318,7 +377,7 @@ class CopyJob:
         try:
             final_rel, adopted, kept = _commit(t, digest, src.size, src.rel, self.cfg,
                                                self.session_id)
-        except OSError as e:
+        except (OSError, sqlite3.Error) as e:
             _fail(t, e)
             out.failed[d.root] = t.error
             return None
@@ -326,7 +385,7 @@ class CopyJob:
         if kept:
             out.quarantined[d.root] = kept
         if adopted:
-            row = d.catalog.by_path(final_rel)
+            row = _lookup(d, d.catalog.by_path, final_rel)
             if row and row.xxh3_128 == digest:
                 latest = row.last_result
                 if latest in LOST:
@@ -416,12 +475,22 @@ def _hash_or_none(path: str) -> str | None:
         return None  # unreadable: not a file this copy may adopt
 
 
+def _lookup(d: Destination, query: Callable, *args):
+    """A catalog query that cannot abort the run: a destination whose catalog can no longer be
+    read (the disk died, the share dropped) stops taking files, and the others go on."""
+    try:
+        return query(*args)
+    except (sqlite3.Error, OSError) as e:
+        d.dead = d.dead or f"its catalog can no longer be read ({e}): reconnect it and run again"
+        return None
+
+
 def _existing(d: Destination, digest: str, size: int) -> _Twin | None:
     if size == 0:
         return None  # every empty file has the same content; each keeps its own name
     if digest in d.pending_by_digest:
         return _Twin(None, d.pending_by_digest[digest], "copied", proven=True)
-    for row in d.catalog.by_hash(digest):
+    for row in _lookup(d, d.catalog.by_hash, digest) or ():
         if _present(d.root, row):
             return _Twin(row.id, row.path, row.status, d.proven.get(row.path) == digest,
                          row.last_result)
@@ -429,7 +498,9 @@ def _existing(d: Destination, digest: str, size: int) -> _Twin | None:
 
 
 def _archived(d: Destination, rel: str) -> bool:
-    return rel in d.pending_by_path or d.catalog.by_path(rel) is not None
+    # Unknown when the catalog cannot be read: keep the file (it may be an archived copy).
+    return rel in d.pending_by_path or _lookup(d, d.catalog.by_path, rel) is not None or \
+        d.dead is not None
 
 
 def _hint_existing(src: SourceFile, dests: list[Destination]) -> dict[str, Row]:
@@ -437,7 +508,7 @@ def _hint_existing(src: SourceFile, dests: list[Destination]) -> dict[str, Row]:
     mtime, proven good, still on disk): they get no write, only a hash comparison."""
     hints = {}
     for d in dests:
-        for row in d.catalog.by_source(src.rel, src.size, src.mtime_ns):
+        for row in _lookup(d, d.catalog.by_source, src.rel, src.size, src.mtime_ns) or ():
             if row.status in GOOD and _present(d.root, row):
                 hints[d.root] = row
                 break
@@ -525,7 +596,12 @@ def _write(t: _Target, chunk: bytes, io: fsio.FileIO) -> None:
         _fail(t, e)
 
 
-def _fail(t: _Target, e: OSError) -> None:
+def _fail(t: _Target, e: OSError | sqlite3.Error) -> None:
+    if isinstance(e, sqlite3.Error):
+        t.error = t.dest.dead = t.dest.dead or (
+            f"its catalog can no longer be read ({e}): reconnect it and run again")
+        _close_and_remove(t)
+        return
     reason = f"{e.strerror or e} while writing to {t.dest.root}"
     if e.errno == errno.ENOSPC:
         reason = f"destination full ({t.dest.root}): free space or use another disk"

@@ -88,21 +88,37 @@ def uncached_hash(path: str, io: FileIO | None = None, keep_cached: bool = False
     io = io or FileIO()
     fd = os.open(path, os.O_RDONLY)
     try:
-        drop_cache(fd)
-        if sys.platform == "darwin":
-            import fcntl
-
-            fcntl.fcntl(fd, fcntl.F_NOCACHE, 1)
-        h = new_hasher()
-        total = 0
-        while chunk := io.read(fd, CHUNK):
-            h.update(chunk)
-            total += len(chunk)
-        if not keep_cached:
-            drop_cache(fd)  # keep an archive check from flushing the user's cache
-        return h.hexdigest(), total
+        return _hash_from_disk(fd, io, keep_cached)
     finally:
         os.close(fd)
+
+
+def reread_source(path: str, io: FileIO | None = None) -> tuple[str, int]:
+    """xxh3-128 of a card file read again from the card, past the page cache: the pages the
+    copy's read left behind are dropped first, so this read is the card's second answer, not
+    the first one remembered. Opened as the copy's read is (read-only, no atime)."""
+    io = io or FileIO()
+    fd = io.open_source(path)
+    try:
+        return _hash_from_disk(fd, io, keep_cached=False)
+    finally:
+        os.close(fd)
+
+
+def _hash_from_disk(fd: int, io: FileIO, keep_cached: bool) -> tuple[str, int]:
+    drop_cache(fd)
+    if sys.platform == "darwin":
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_NOCACHE, 1)
+    h = new_hasher()
+    total = 0
+    while chunk := io.read(fd, CHUNK):
+        h.update(chunk)
+        total += len(chunk)
+    if not keep_cached:
+        drop_cache(fd)  # keep an archive check from flushing the user's cache
+    return h.hexdigest(), total
 
 
 def drop_cache(fd: int) -> None:

@@ -41,11 +41,19 @@ class DestinationLock:
         self.fd = fd
 
     def release(self) -> None:
-        if self.fd is not None:
-            os.ftruncate(self.fd, 0)
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
+        """Never raises: on a destination that died mid-run (pulled out, share dropped) the
+        lock file cannot be emptied or even closed cleanly, and that must not cost the run its
+        report. The kernel drops the flock with the descriptor; a holder's name left in the
+        file only names a dead run, and the next run takes the lock over."""
+        if self.fd is None:
+            return
+        fd, self.fd = self.fd, None
+        for step in (lambda: os.ftruncate(fd, 0), lambda: fcntl.flock(fd, fcntl.LOCK_UN),
+                     lambda: os.close(fd)):
+            try:
+                step()
+            except OSError:
+                pass
 
     def __enter__(self) -> DestinationLock:
         self.acquire()

@@ -45,6 +45,10 @@ FLAGGED = FLAGGED_OFFLOAD | FLAGGED_VERIFY
 RERUN_HELPS = frozenset({Status.NEEDS_RECOPY, Status.UNREADABLE})
 
 # What the user should do about each status; shown in the terminal summary, HTML and README.
+# The detail of a file not read because the card itself stopped responding mid-run: the reports
+# say that once, for all of them, instead of once per file.
+CARD_STOPPED = "not read: the card stopped responding"
+
 ADVICE: dict[str, str] = {
     Status.VERIFIED: "Nothing to do.",
     Status.RECOPIED: "Nothing to do: a bad copy was caught and copied again. Check the cable or disk if this repeats.",
@@ -110,6 +114,11 @@ class FileRecord:
     attempts: int = 0
     history: dict | None = None  # the card's ASC MHL record for this file: format, hash, match
     acceptance: dict | None = None  # {reason, accepted_at} when `ingest accept` covers it
+    # How the card's own bytes were proven (see ingest.copier.SOURCE_CHECKS): a second read
+    # past the cache, a match with the hash an earlier verified read recorded, "off"
+    # (--no-source-verify), or None when the card's content never settled.
+    source_verify: str | None = None
+    card_reads: int = 0  # reads of this file from the card, the second (verifying) ones included
 
     @property
     def flagged(self) -> bool:

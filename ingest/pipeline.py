@@ -22,7 +22,7 @@ from ingest.copier import CopyJob, CopyOutcome, Destination
 from ingest.discover import Discovery, discover, stem_of
 from ingest.kinds import IMAGE_KINDS
 from ingest.lock import DestinationLock
-from ingest.model import Copy, FileRecord, Kind, SourceFile, Status
+from ingest.model import CARD_STOPPED, Copy, FileRecord, Kind, SourceFile, Status
 from ingest.preflight import UsageError, check_destinations, check_source
 from ingest.rebuild import open_or_rebuild
 from ingest.remote import split_destinations
@@ -79,7 +79,7 @@ def offload(cfg: OffloadConfig) -> RunResult:
             # A corrupt or deleted catalog is rebuilt from the files and the ASC MHL history
             # (the old file is kept aside), and the rebuild goes into the report.
             cat, rebuilt = open_or_rebuild(root, cfg.clock)
-            stack.enter_context(cat)
+            stack.callback(_close_quietly, cat)
             if rebuilt:
                 rebuilds.append(rebuilt.to_json())
             cat.start_session(session, "offload", source, volume, started.isoformat(), __version__)
@@ -100,6 +100,7 @@ def offload(cfg: OffloadConfig) -> RunResult:
         emit("discovered", files=len(found.files), bytes=sum(f.size for f in found.files))
         records: list[FileRecord] = []
         run = _Run(cfg, dests, session, volume, emit, remotes, pool)
+        watch = CardWatch(source)
         if found.histories:
             from pathlib import Path
 
@@ -111,14 +112,18 @@ def offload(cfg: OffloadConfig) -> RunResult:
             window: deque[tuple[SourceFile, CopyJob]] = deque()
             ahead = _Prefetch(found.files, cfg.io, prefetcher)
             for i, src in enumerate(found.files):
+                if watch.gone:
+                    _drain(window, run, records, watch)
+                    records.append(watch.not_read(src))
+                    continue
                 ahead.before(i)
                 if src.kind is Kind.SIDECAR:
-                    _drain(window, run, records)  # it follows its image's final name
+                    _drain(window, run, records, watch)  # it follows its image's final name
                 window.append((src, run.start_copy(src, verifier)))
                 while window and (window[0][1].ready() or _too_much(window)):
-                    records.append(run.finish_copy(*window.popleft()))
+                    records.append(watch.saw(run.finish_copy(*window.popleft())))
                 run.collect(block=False)
-            _drain(window, run, records)
+            _drain(window, run, records, watch)
             ahead.cancel()
             for d in dests:
                 d.flush()  # a destination whose catalog fails here is marked dead
@@ -151,12 +156,71 @@ def offload(cfg: OffloadConfig) -> RunResult:
         entry["device_name"] = devices.names.label(dev) if dev is not None else None
         entry["on_card_device"] = dev is not None and dev == devices.card
     report["warnings"] = devices.warnings
+    if watch.gone:
+        report["source_error"] = watch.to_json(records)
     if rebuilds:
         report["rebuilds"] = rebuilds
     write_reports(report, [d.root for d in dests if not d.dead], cfg)
     for remote in remotes:
         remote.write_report(report)
     return RunResult(report, records, found, dests)
+
+
+def _close_quietly(cat) -> None:
+    """A catalog on a destination that died mid-run may fail even to close; the run still owes
+    the photographer its report, and SQLite's journal keeps the file sound for the next run."""
+    try:
+        cat.close()
+    except (sqlite3.Error, OSError):
+        pass
+
+
+class CardWatch:
+    """Tells a card that stopped responding (pulled out, a dying reader, a FUSE or network
+    mount gone) from one unreadable file. After each unreadable file the card's root is asked
+    again; once it fails, the files not yet read are not tried (each would fail the same way,
+    after its retries) and the run ends with one line saying so."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.device = os.stat(source).st_dev
+        self.gone: str | None = None  # why, once the card stopped responding
+        self.streak: list[FileRecord] = []  # unreadable files since the last one that was read
+
+    def saw(self, rec: FileRecord) -> FileRecord:
+        if rec.status is not Status.UNREADABLE:
+            self.streak = []
+            return rec
+        self.streak.append(rec)
+        self.gone = self.gone or self._probe()
+        if self.gone:  # those failed because the card went: one cause, said once
+            for r in self.streak:
+                r.detail = f"{CARD_STOPPED} ({self.gone}); first tried: {r.detail}"
+            self.streak = []
+        return rec
+
+    def _probe(self) -> str | None:
+        try:
+            if os.stat(self.source).st_dev != self.device:
+                return "it is no longer mounted"
+            os.listdir(self.source)  # a directory read reaches the device itself
+        except OSError as e:
+            return e.strerror or str(e)
+        return None
+
+    def not_read(self, src: SourceFile) -> FileRecord:
+        return FileRecord(path=src.rel, kind=src.kind, size=src.size, mtime_ns=src.mtime_ns,
+                          status=Status.UNREADABLE, detail=f"{CARD_STOPPED} ({self.gone})")
+
+    def to_json(self, records: list[FileRecord]) -> dict:
+        stopped = [r for r in records if r.status is Status.UNREADABLE
+                   and r.detail.startswith(CARD_STOPPED)]
+        done = sum(r.status in GOOD for r in records)
+        return {"error": self.gone, "files_done": done, "files_not_read": len(stopped),
+                "message": (f"The card stopped responding ({self.gone}) after {done} of "
+                            f"{len(records)} files. Those {done} are copied and verified; "
+                            "re-insert the card and run the same command again to copy the "
+                            f"other {len(stopped)}.")}
 
 
 @dataclass(slots=True)
@@ -186,8 +250,7 @@ def _judge(records: list[FileRecord], dests: list[Destination], devices: _Device
     the photographer accepted as lost (`ingest accept`), unchanged since, becomes `accepted`."""
     verdicts = []
     for rec in records:
-        acceptance = newest([d.catalog.acceptance(rec.path, rec.size, rec.mtime_ns)
-                             for d in dests if not d.dead])
+        acceptance = newest([_acceptance(d, rec) for d in dests if not d.dead])
         ev = FileEvidence(rec.path, rec.xxh3_128, [
             CopyEvidence(c.destination, c.path, devices.of.get(c.destination), c.verified)
             for c in rec.copies], [(str(rec.status), rec.detail)] if rec.flagged else [],
@@ -203,6 +266,14 @@ def _judge(records: list[FileRecord], dests: list[Destination], devices: _Device
             rec.detail = f"{rec.detail}; {why}" if rec.detail else why
         verdicts.append(verdict)
     return card_verdict(verdicts, held_back=sum(s.holds_back for s in found.skipped))
+
+
+def _acceptance(d: Destination, rec: FileRecord):
+    try:
+        return d.catalog.acceptance(rec.path, rec.size, rec.mtime_ns)
+    except sqlite3.Error as e:  # its catalog died with its disk: no acceptance counts from it
+        d.dead = d.dead or f"its catalog can no longer be read ({e}): reconnect it and run again"
+        return None
 
 
 def _start_decoder(cfg: OffloadConfig, found: Discovery, stack: ExitStack):
@@ -418,14 +489,15 @@ def _too_much(window: deque) -> bool:
     return len(window) > WINDOW_FILES or sum(s.size for s, _ in window) > WINDOW_BYTES
 
 
-def _drain(window: deque, run: _Run, records: list[FileRecord]) -> None:
+def _drain(window: deque, run: _Run, records: list[FileRecord], watch: CardWatch) -> None:
     while window:
-        records.append(run.finish_copy(*window.popleft()))
+        records.append(watch.saw(run.finish_copy(*window.popleft())))
 
 
 def _apply_copy(rec: FileRecord, src: SourceFile, out: CopyOutcome) -> None:
     rec.xxh3_128 = out.digest
     rec.attempts = out.attempts
+    rec.card_reads, rec.source_verify = out.card_reads, out.source_check
     rec.seconds = out.seconds
     if out.info:
         rec.capture_time = out.info.time.isoformat() if out.info.time else None
@@ -465,6 +537,10 @@ def _apply_copy(rec: FileRecord, src: SourceFile, out: CopyOutcome) -> None:
         if out.quarantined:
             rec.detail += "; the damaged bytes are kept at " + ", ".join(
                 f"{root}/{kept}" for root, kept in out.quarantined.items())
+    elif out.card_mismatches:
+        rec.status = Status.RECOPIED
+        rec.detail = (f"two reads of the card gave different data (a flaky reader, cable or "
+                      f"card?); read again until they agreed ({out.card_reads} reads)")
     elif out.mismatches or out.attempts > 1:
         rec.status = Status.RECOPIED
         rec.detail = (f"a copy did not match the card when read back; copied again "
@@ -508,20 +584,20 @@ def _add_mhl_generations(dests: list[Destination], records: list[FileRecord], no
     from ingest import __version__
     from ingest.mhl import MhlEntry, add_generation, read_history, representable
 
-    for d in dests:
-        # Copies a killed run made come back as `existing`: they join the history once.
-        known = read_history(Path(d.root)) if any(
-            c.action == "existing" for r in records for c in r.copies) else {}
-        entries = [MhlEntry(c.path, r.size, r.mtime_ns, r.xxh3_128, "original", now)
-                   for r in records for c in r.copies
-                   if c.destination == d.root and c.verified and representable(c.path)
-                   and (c.action == "copied" or c.path not in known)]
-        if entries and not d.dead:
-            try:
+    for d in (d for d in dests if not d.dead):
+        try:
+            # Copies a killed run made come back as `existing`: they join the history once.
+            known = read_history(Path(d.root)) if any(
+                c.action == "existing" for r in records for c in r.copies) else {}
+            entries = [MhlEntry(c.path, r.size, r.mtime_ns, r.xxh3_128, "original", now)
+                       for r in records for c in r.copies
+                       if c.destination == d.root and c.verified and representable(c.path)
+                       and (c.action == "copied" or c.path not in known)]
+            if entries:
                 add_generation(Path(d.root), entries, process="transfer",
                                tool_version=__version__, now=now)
-            except (OSError, ValueError) as e:
-                d.dead = d.dead or f"could not write the ASC MHL history: {e}"
+        except (OSError, ValueError) as e:
+            d.dead = d.dead or f"could not write the ASC MHL history: {e}"
 
 
 def _apply_decode(rec: FileRecord, result: dict) -> None:

@@ -513,8 +513,16 @@ class SecondReadDiffers(fsio.FileIO):
 
 def test_a_card_that_reads_differently_while_a_rotted_copy_is_replaced_is_flagged(card, disks):
     first = offload(card, disks)
-    rot(copy_of(first, GOOD, disks[0]))
+    rotted = copy_of(first, GOOD, disks[0])
+    rot(rotted)
+    # With a read left, the odd read is outvoted: a third read agrees with the first.
     again = offload(card, disks, io=SecondReadDiffers(GOOD.rpartition("/")[2]))
+    rec = next(r for r in again.records if r.path == GOOD)
+    assert rec.status is Status.RECOPIED and rec.card_reads == 3, (rec.status, rec.detail)
+    assert rotted.read_bytes() == (card / GOOD).read_bytes()
+    rot(rotted)
+    # With none left, the content never settles: flagged, never `duplicate`.
+    again = offload(card, disks, io=SecondReadDiffers(GOOD.rpartition("/")[2]), retries=0)
     rec = next(r for r in again.records if r.path == GOOD)
     assert rec.status is Status.NEEDS_RECOPY, (rec.status, rec.detail)  # never `duplicate`
     assert "different data on two reads" in rec.detail

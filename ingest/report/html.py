@@ -177,8 +177,11 @@ def _header(report: dict, files: list[dict]) -> str:
     started = _when(report.get("started_at"))
     kicker = f"ingest {command} report" + (f" · {started}" if started else "")
     out = [f'<header><p class="kicker">{_text(kicker)}</p>',
-           f'<h1 class="verdict {tone}">{_text(verdict, keep_newlines=True)}</h1>',
-           '<div class="facts-row"><dl class="facts">']
+           f'<h1 class="verdict {tone}">{_text(verdict, keep_newlines=True)}</h1>']
+    stopped = report.get("source_error")
+    if isinstance(stopped, dict) and stopped.get("message"):
+        out.append(f'<p class="stopped">{_text(stopped["message"])}</p>')
+    out.append('<div class="facts-row"><dl class="facts">')
 
     if report.get("source"):
         out.append(f'<dt>Card</dt><dd class="path">{_text(report["source"])}</dd>')
@@ -553,6 +556,7 @@ font-weight:700;white-space:pre-line}
 .verdict.ok{background:var(--ok);color:#fff}
 .verdict.bad{background:var(--bad);color:#fff}
 .verdict.warn{background:var(--warn);color:#111}
+.stopped{margin:0 0 16px;font-weight:600;color:var(--bad)}
 .facts-row{display:flex;flex-wrap:wrap;gap:12px 32px;align-items:flex-start}
 .facts{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:4px 14px;margin:0;
 flex:1 1 420px}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from ingest.model import ADVICE, FLAGGED
+from ingest.model import ADVICE, CARD_STOPPED, FLAGGED
 
 
 def _human(n: float) -> str:
@@ -45,6 +45,11 @@ def render_summary(console, report: dict, next_command: list[str] | None) -> Non
     for sk in report.get("skipped", []):
         console.print(f"  [yellow]not copied[/] {escape(sk['path'])}: {escape(sk['reason'])}")
     flagged = [f for f in report["files"] if f["status"] in FLAGGED]
+    if report.get("source_error"):
+        # One cause for every file not read: one line, not a page of identical advice.
+        console.print()
+        console.print(f"[bold red]{escape(report['source_error']['message'])}[/]")
+        flagged = [f for f in flagged if not (f["detail"] or "").startswith(CARD_STOPPED)]
     if flagged:
         console.print()
         console.print(f"[bold red]Needs attention ({len(flagged)}):[/]")
