@@ -13,6 +13,8 @@ every contender sees the same machine state, and takes the median of the rounds:
   d2  ingest offload --no-previews CARD DEST1 DEST2
   p   ingest offload CARD DEST1                            (with previews)
   e   ingest offload --no-decode --no-previews CARD DEST1  (copy and read-back only)
+  d1n d1 with --no-source-verify (the card read once)     (what source verification costs)
+  en  e with --no-source-verify
 
 Before each step the card is evicted from the page cache (drop_caches as root, else
 posix_fadvise DONTNEED on every card file) and the tools' own files are warmed, so every
@@ -55,8 +57,8 @@ from card_from_samples import (  # noqa: E402 - the sibling module, importable w
 
 HERE = Path(__file__).resolve()
 PY = sys.executable
-STEPS = ("a", "b", "c", "cj", "d1", "d2", "p", "e")
-INGEST_STEPS = ("d1", "d2", "p", "e")
+STEPS = ("a", "b", "c", "cj", "d1", "d2", "p", "e", "d1n", "en")
+INGEST_STEPS = ("d1", "d2", "p", "e", "d1n", "en")
 DESCRIPTIONS = {
     "a": "cp -r && sync",
     "b": "decode proof only (rawpy unpack + simplejpeg strict)",
@@ -66,6 +68,8 @@ DESCRIPTIONS = {
     "d2": "ingest offload --no-previews, 2 destinations",
     "p": "ingest offload with previews, 1 destination",
     "e": "ingest offload --no-decode --no-previews",
+    "d1n": "d1 with --no-source-verify",
+    "en": "e with --no-source-verify",
 }
 # (name, numerator, denominator steps, limit): numerator / max(denominator steps) <= limit
 TARGETS = (
@@ -76,7 +80,9 @@ TARGETS = (
 )
 # Printed for reference, without a target: d1 against a naive script that decodes in parallel.
 # It cannot reach 0.6 by construction: d1 does all of b's work, and cj is only a + hash + b.
-REFERENCE_RATIOS = (("d1 / cj", "d1", "cj"),)
+REFERENCE_RATIOS = (("d1 / cj", "d1", "cj"),
+                    # what the second, verifying card read costs (issue 20)
+                    ("d1 / d1n", "d1", "d1n"), ("e / en", "e", "en"))
 RSS_LIMIT_MB = 600
 HELP_LIMIT_S = 0.3
 SAMPLE_EVERY = 0.05
@@ -376,6 +382,11 @@ def step_command(step: str, card: Path, dests: list[Path], jobs: int, report: Pa
                     f"{me} _decode {d} --jobs {jobs if step == 'cj' else 1}")
     if step in ("d1", "d2"):
         return [*off, "--no-previews", str(card), *map(str, dests)]
+    if step == "d1n":
+        return [*off, "--no-previews", "--no-source-verify", str(card), str(dests[0])]
+    if step == "en":
+        return [*off, "--no-decode", "--no-previews", "--no-source-verify", str(card),
+                str(dests[0])]
     if step == "p":
         return [*off, str(card), str(dests[0])]
     if step == "e":
