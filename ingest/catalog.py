@@ -6,10 +6,13 @@ fsynced, so no row can point at an incomplete file.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
+import tempfile
 from dataclasses import dataclass
 
+from ingest.preflight import UsageError
 from ingest.safety import Acceptance
 
 STATE_DIR = ".ingest"
@@ -59,6 +62,97 @@ CREATE INDEX IF NOT EXISTS acceptances_card ON acceptances(card_path, size, mtim
 """
 
 
+class CatalogUnusable(UsageError):
+    """SQLite cannot keep a catalog on this destination's file system at all: one plain line
+    for the user (exit 2, or that destination's error), never a traceback. Deliberately not a
+    sqlite3.DatabaseError, which would read as a corrupt catalog and have it rebuilt."""
+
+
+def _refused(e: sqlite3.OperationalError) -> bool:
+    """The file system, not the catalog, failed: an I/O error (SQLITE_IOERR_SHMMAP where the
+    -shm file cannot be mapped shared, SQLITE_IOERR_SHMLOCK or _LOCK where a lock request
+    fails, ...) or WAL's locking protocol breaking down. A corrupt file is another error."""
+    name = getattr(e, "sqlite_errorname", "") or ""
+    return name.startswith("SQLITE_IOERR") or name == "SQLITE_PROTOCOL"
+
+
+def _locks_refused(folder: str) -> str | None:
+    """Why POSIX record locks, which SQLite takes on the catalog, fail in this folder (None
+    when they work). Asked first because SQLite reports a refused lock (ENOLCK, as on NFS
+    without its lock service) as "database is locked" and retries it for its whole timeout.
+    Tried on a scratch file: closing any descriptor of a file drops every POSIX lock this
+    process holds on it, so the catalog itself must not be opened for this."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".lock-probe-", dir=folder)
+    except OSError:
+        return None  # cannot write here at all: SQLite says so in its own words
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return None
+    except OSError as e:
+        return e.strerror or str(e)
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+
+
+def _connect(path: str, dest_root: str) -> tuple[sqlite3.Connection, bool]:
+    """Open the catalog in WAL mode, or, where the file system cannot do WAL, in rollback-
+    journal mode. Returns the connection and whether it is in WAL mode.
+
+    WAL needs a shared memory mapping of `catalog.sqlite-shm` and POSIX locks. Network and
+    FUSE file systems may refuse the mapping (sshfs with -o direct_io does: every access then
+    fails with "disk I/O error"). A rollback journal (journal_mode=DELETE) needs only the
+    locks, and with synchronous=FULL it is as crash-safe: every commit survives a killed run
+    or a power cut, and the next open rolls a half-written one back from its hot journal. It
+    only makes a reader (`ingest status`) wait while a write commits; ingest is the only
+    writer anyway (ingest.lock). Where even that fails (no locks), nothing can keep the
+    catalog safely there, and the user is told so in one line."""
+    refused = _locks_refused(os.path.dirname(path))
+    if refused is not None:
+        raise CatalogUnusable(
+            f"destination {dest_root}: its file system refuses file locks ({refused}), which "
+            "ingest's catalog (SQLite) needs to stay crash-safe: offload to a local disk, or "
+            "mount the share with file locking enabled")
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(_SCHEMA)  # the first read: where the -shm mapping and locks are used
+        return db, True
+    except sqlite3.OperationalError as e:
+        db.close()
+        if not _refused(e):
+            raise
+        wal_error = e
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        # EXCLUSIVE first: then SQLite opens a WAL-mode file (the attempt above, or a catalog
+        # written on a disk that could do WAL) with its index in this process's memory instead
+        # of the -shm file, and journal_mode=DELETE folds the WAL back into the database (no
+        # committed row is lost). NORMAL again afterwards, so readers can share the file.
+        db.execute("PRAGMA locking_mode=EXCLUSIVE")
+        mode = db.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+        db.execute("PRAGMA locking_mode=NORMAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(_SCHEMA)
+    except sqlite3.OperationalError as e:
+        db.close()
+        if not _refused(e):
+            raise
+        without = str(e)
+    else:
+        if mode == "delete":
+            return db, False
+        db.close()
+        without = f"the journal stays in {mode} mode"
+    raise CatalogUnusable(
+        f"destination {dest_root}: SQLite cannot keep ingest's catalog on its file system "
+        f"({wal_error} in WAL mode, {without} with a rollback journal): offload to a local "
+        "disk, or check the disk and how the share is mounted")
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
     id: int
@@ -103,10 +197,7 @@ class Catalog:
         self.path = catalog_path(dest_root)
         # Python's implicit BEGIN before a write makes each `with self.db:` block one
         # transaction: one WAL fsync per batch, not one per statement.
-        self.db = sqlite3.connect(self.path, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
+        self.db, self.wal = _connect(self.path, dest_root)
         columns = {r[1] for r in self.db.execute("PRAGMA table_info(acceptances)")}
         with self.db:
             if "card_fingerprint" not in columns:  # an acceptances table from before it

@@ -33,7 +33,8 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 SAFE = {"verified", "recopied", "duplicate"}
 # The order of the sections in the document.
 AREAS = ["crash", "disk full", "card", "destination", "re-copy", "lock", "catalog", "hostile",
-         "decode bomb", "fuzz"]
+         "decode bomb", "fuzz", "card and share file systems", "power cut",
+         "real faults (FUSE)"]
 
 _ROWS = pytest.StashKey[str]()
 _OUTCOMES = pytest.StashKey[dict[str, str]]()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import stat
 import struct
 import subprocess
@@ -21,6 +20,7 @@ import sys
 import xml.etree.ElementTree as ET
 import zlib
 from collections import Counter
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -28,6 +28,7 @@ import pytest
 import xxhash
 from PIL import Image
 from reliability_table import count_lost, reliability_fixture  # noqa: F401
+from rigs import exfat
 
 from conftest import snapshot
 from ingest import api
@@ -307,55 +308,40 @@ def test_card_file_named_like_a_partial_survives_a_later_run(hostile, tmp_path, 
     assert kept
 
 
-def mount_case_insensitive(where: Path) -> str | None:
-    """Mount a small case-insensitive file system at `where`; None, or why it cannot be."""
-    image = where.parent / "ci.img"
-    reasons = []
-    for mkfs in (["mkfs.vfat"], ["mkfs.ext4", "-q", "-O", "casefold", "-E", "encoding=utf8"]):
-        if shutil.which(mkfs[0]) is None:
-            reasons.append(f"{mkfs[0]} not installed")
-            continue
-        with open(image, "wb") as fh:
-            fh.truncate(32 * 1024 * 1024)
-        made = subprocess.run([*mkfs, str(image)], capture_output=True, text=True)
-        done = made.returncode == 0 and subprocess.run(
-            ["mount", "-o", "loop", str(image), str(where)], capture_output=True, text=True)
-        if done and done.returncode == 0:
-            if mkfs[0] == "mkfs.ext4":
-                (where / "ci").mkdir()
-                if subprocess.run(["chattr", "+F", str(where / "ci")]).returncode != 0:
-                    subprocess.run(["umount", str(where)])
-                    reasons.append("ext4 casefold folder cannot be made")
-                    continue
-            return None
-        reasons.append(f"{mkfs[0]}: " + ((done.stderr if done else made.stderr).strip()
-                                         .splitlines() or ["failed"])[0])
-    return "; ".join(reasons)
+@contextmanager
+def mount_case_insensitive(where: Path):
+    """A small case-insensitive file system mounted at `where` for the test: a real exFAT
+    image on a loop device through exfat-fuse (what camera cards and many archive disks are);
+    unmounted and detached afterwards. Skips, with the reason, where that cannot be done."""
+    why = exfat.missing()
+    if why:
+        pytest.skip(f"no case-insensitive file system can be mounted here ({why}); "
+                    "test_hostile_card_ends_in_records_and_skips covers case-only names on a "
+                    "case-sensitive destination")
+    with exfat.exfat_volume(where.parent / "ci.img", where, size_mib=32, label="ARCHIVE"):
+        yield where
 
 
 def test_names_differing_in_case_on_a_case_insensitive_destination(tmp_path, reliability):
     card = tmp_path / "card"
     write(card, "DCIM/100HOST/DSC_0001.JPG", jpeg(1))
     write(card, "DCIM/100HOST/dsc_0001.jpg", jpeg(2))
-    mnt = tmp_path / "ci"
-    mnt.mkdir()
-    why = mount_case_insensitive(mnt)
-    if why:
-        pytest.skip(f"no case-insensitive file system can be mounted here ({why}); "
-                    "test_hostile_card_ends_in_records_and_skips covers case-only names on a "
-                    "case-sensitive destination")
-    try:
-        dest = mnt / "ci" if (mnt / "ci").is_dir() else mnt
+    with mount_case_insensitive(tmp_path / "ci") as dest:
+        (dest / "Probe").write_bytes(b"")
+        assert (dest / "PROBE").exists()  # it is case-insensitive
+        (dest / "Probe").unlink()
         result = api.offload(str(card), [str(dest)], decode=False)
         paths = sorted(r.copies[0].path for r in result.records)
+        held = {p: xxhash.xxh3_128_hexdigest((dest / p).read_bytes()) for p in paths}
+        lost = count_lost(card, result.report)
         reliability.row(area="hostile", fault="names differing only in case",
-                        setup="case-insensitive destination (loop-mounted)",
+                        setup="case-insensitive destination (exFAT image, loop device, "
+                              "exfat-fuse)",
                         expected="both arrive, as two distinct files",
-                        observed=f"exit {result.exit_code}: {paths}", lost=count_lost(
-                            card, result.report))
-        assert result.exit_code == 0 and len({p.lower() for p in paths}) == 2
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+                        observed=f"exit {result.exit_code}: {paths}", lost=lost)
+    assert result.exit_code == 0 and len({p.lower() for p in paths}) == 2
+    assert sorted(held.values()) == sorted(r.xxh3_128 for r in result.records)
+    assert lost == 0
 
 
 # --- decompression bombs, one decode each in a process of its own -----------------------------

@@ -1,0 +1,1 @@
+"""Real file systems and services for tests: loop-mounted images, FUSE mounts, daemons."""
