@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_decode_pool import CrashingInput
 
 from fixtures.damage import flip_bits
 from ingest import api
@@ -204,8 +205,9 @@ def test_a_decoder_crash_costs_one_verdict_not_a_dask_worker(cluster, tmp_path):
     from ingest.verify.dask_backend import PLUGIN_NAME, DecodeWorkers
 
     req = {"path": str(tmp_path / "x.jpg"), "kind": "jpeg", "card_path": None,
-           "preview": None, "capture_time": None, "_test_fault": "crash"}
-    with Client(cluster, set_as_default=False) as client:
+           "preview": None, "capture_time": None}
+    with Client(cluster, set_as_default=False) as client, \
+            CrashingInput(tmp_path / "crash.jpg") as crasher:  # SIGSEGV to each reader
         before = set(client.scheduler_info()["workers"])
         client.register_plugin(DecodeWorkers(30.0), name=PLUGIN_NAME)
         try:
@@ -214,12 +216,13 @@ def test_a_decoder_crash_costs_one_verdict_not_a_dask_worker(cluster, tmp_path):
 
                 return get_worker().plugins[PLUGIN_NAME].decode(r)
 
-            crashed = client.submit(on_worker, req, pure=False).result()
-            req.pop("_test_fault")
+            crashed = client.submit(on_worker, {**req, "path": str(crasher.path)},
+                                    pure=False).result()
             after = client.submit(on_worker, req, pure=False).result()
         finally:
             client.unregister_worker_plugin(PLUGIN_NAME)
         assert set(client.scheduler_info()["workers"]) == before
+    assert len(crasher.killed) == 1
     assert crashed["decode"]["verdict"] == "crashed"
     assert "worker process died" in crashed["decode"]["error"]
     assert after["decode"]["verdict"] == "damaged"  # no such file: an ordinary verdict

@@ -1,8 +1,21 @@
-"""DecodePool: same results for any jobs value; a crash or hang costs only its own file."""
+"""DecodePool: same results for any jobs value; a crash or hang costs only its own file.
+
+Faults come from outside the worker, never from a hook in the code it runs:
+- a hang is a file whose read blocks for real: a FIFO that no process ever opens for writing
+  (run_task's read opens it, and opening a FIFO for reading waits for a writer);
+- a crash is `CrashingInput`: a FIFO whose every reader gets a real SIGSEGV while it waits in
+  its read, sent by a thread of the test process, the way a decoder that segfaults on one
+  file does it every time that file is decoded.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import select
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +45,117 @@ def _stable(result: dict) -> dict:
     out = dict(result)
     out["decode"] = {k: v for k, v in result["decode"].items() if k != "seconds"}
     return out
+
+
+def hanging_input(path: Path) -> Path:
+    """A file whose read never ends: a FIFO nobody writes to."""
+    os.mkfifo(path)
+    return path
+
+
+def nobody_waits_on(fifo: Path) -> bool:
+    """True when no process has the FIFO open for reading or is blocked opening it."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ENXIO:
+            return True
+        raise
+    os.close(fd)
+    return False
+
+
+class CrashingInput:
+    """A FIFO at `path` that kills every process that opens it for reading with `sig`,
+    while that process waits in its read: a crash on this file, every time it is decoded.
+    `killed` lists the pids killed, in order. Use as a context manager."""
+
+    def __init__(self, path: Path, sig: signal.Signals = signal.SIGSEGV):
+        os.mkfifo(path)
+        self.path = path
+        self.sig = sig
+        self.killed: list[int] = []
+        self.error: BaseException | None = None
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, name="crash-injector", daemon=True)
+
+    def __enter__(self) -> CrashingInput:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop = True
+        # A reader of our own releases the injector's blocking open for writing.
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            self._thread.join(timeout=30)
+        finally:
+            os.close(fd)
+        assert not self._thread.is_alive(), "the crash injector did not stop"
+        if self.error is not None:
+            raise self.error
+
+    def _serve(self) -> None:
+        try:
+            while True:
+                fd = os.open(self.path, os.O_WRONLY)  # returns once a reader has opened it
+                try:
+                    if self._stop:
+                        return
+                    pid = self._reader(fd)
+                    if pid is not None:
+                        os.kill(pid, self.sig)
+                        self.killed.append(pid)
+                        self._wait_released(pid)
+                finally:
+                    os.close(fd)
+        except BaseException as e:  # noqa: BLE001 - handed to the test in __exit__
+            self.error = e
+
+    def _holds(self, pid: int, fd: str) -> bool:
+        """Whether `pid` has the FIFO open for reading as its descriptor `fd`."""
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != str(self.path):
+                return False
+            with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                flags = int(info.readline().split()[1], 8)
+        except OSError:  # gone, or not ours to look into
+            return False
+        return flags & os.O_ACCMODE == os.O_RDONLY
+
+    def _readers(self, pid: int) -> list[str]:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            return []
+        return [fd for fd in fds if self._holds(pid, fd)]
+
+    def _wait_released(self, pid: int, wait: float = 30.0) -> None:
+        """Until the killed process has let go of the FIFO (a dying process keeps its
+        descriptors for a moment, and our next open would find it again)."""
+        deadline = time.monotonic() + wait
+        while self._readers(pid):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"process {pid} still reads {self.path} after {wait:g} s")
+            time.sleep(0.01)
+
+    def _reader(self, fd: int, wait: float = 30.0) -> int | None:
+        """The other process that holds the FIFO open for reading (its open has returned,
+        as our open for writing `fd` has, so it is in its read or about to be); None when
+        the reader is already gone (the pool killed it at another file's timeout)."""
+        target = str(self.path)
+        gone = select.poll()
+        gone.register(fd, select.POLLERR)  # a FIFO's write end reports POLLERR without readers
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if gone.poll(0):
+                return None
+            for entry in os.scandir("/proc"):
+                if entry.name.isdigit() and int(entry.name) != os.getpid() \
+                        and self._readers(int(entry.name)):
+                    return int(entry.name)
+            time.sleep(0.01)
+        raise TimeoutError(f"no process reading {target} after {wait:g} s")
 
 
 def _run_pool(jobs: int, reqs: list[tuple[str, dict]], **kw) -> dict[str, dict]:
@@ -64,39 +188,67 @@ def test_sequential_and_parallel_give_identical_results(in_process) -> None:
     assert verdicts == {"ok", "damaged", "unsupported"}
 
 
-def test_crash_and_hang_cost_only_their_own_file(in_process) -> None:
+def test_crash_and_hang_cost_only_their_own_file(in_process, tmp_path: Path) -> None:
     reqs = _requests()[:6]
-    crash = ("CRASH", {**reqs[0][1], "_test_fault": "crash"})
-    hang = ("HANG", {**reqs[1][1], "_test_fault": "hang"})
-    mixed = reqs[:2] + [crash] + reqs[2:4] + [hang] + reqs[4:]
-    results = _run_pool(2, mixed, timeout=3.0)
+    with CrashingInput(tmp_path / "crash.NEF") as crasher:
+        crash = ("CRASH", {**reqs[0][1], "path": str(crasher.path)})
+        hang = ("HANG", {**reqs[1][1], "path": str(hanging_input(tmp_path / "hang.NEF"))})
+        mixed = reqs[:2] + [crash] + reqs[2:4] + [hang] + reqs[4:]
+        results = _run_pool(2, mixed, timeout=3.0)
     assert set(results) == {k for k, _ in mixed}
     c, h = results["CRASH"]["decode"], results["HANG"]["decode"]
     assert (c["verdict"], c["ok"]) == ("crashed", False)
-    assert c["error"].startswith("decoder crashed (") and "SIGABRT" in c["error"]
+    assert c["error"].startswith("decoder crashed (") and "SIGSEGV" in c["error"]
+    # Killed while other files ran beside it, then once more when re-run alone to find it.
+    assert len(crasher.killed) >= 2
     assert (h["verdict"], h["ok"]) == ("timeout", False)
     assert h["error"] == "decoder timed out after 3 s"
+    assert h["seconds"] >= 3.0
     for key, _req in reqs:
         assert _stable(results[key]) == in_process[key], key
 
 
-def test_crash_with_a_single_worker(in_process) -> None:
+def test_crash_with_a_single_worker(in_process, tmp_path: Path) -> None:
     reqs = _requests()[:2]
-    crash = ("CRASH", {**reqs[0][1], "_test_fault": "crash"})
-    results = _run_pool(1, [reqs[0], crash, reqs[1]])
-    assert results["CRASH"]["decode"]["verdict"] == "crashed"
+    with CrashingInput(tmp_path / "crash.NEF", signal.SIGKILL) as crasher:
+        crash = ("CRASH", {**reqs[0][1], "path": str(crasher.path)})
+        results = _run_pool(1, [reqs[0], crash, reqs[1]])
+    assert len(crasher.killed) == 1  # a lone task that dies is not run again
+    c = results["CRASH"]["decode"]
+    assert c["verdict"] == "crashed" and "SIGKILL" in c["error"], c
     for key, _req in reqs:
         assert _stable(results[key]) == in_process[key]
 
 
-def test_submit_waits_for_a_free_slot() -> None:
+def test_the_crashed_worker_is_replaced(tmp_path: Path) -> None:
+    """The process killed was the pool's worker; the next file runs on a new one."""
+    key, req = _requests()[0]
+    with DecodePool(1).start() as pool, CrashingInput(tmp_path / "crash.NEF") as crasher:
+        deadline = time.monotonic() + 60
+        while not pool.worker_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        before = pool.worker_pids()
+        assert len(before) == 1
+        pool.submit("CRASH", {**req, "path": str(crasher.path)})
+        assert dict(pool.drain())["CRASH"]["decode"]["verdict"] == "crashed"
+        assert crasher.killed == before
+        pool.submit(key, req)
+        assert dict(pool.drain())[key]["decode"]["verdict"] == "ok"
+        after = pool.worker_pids()
+    assert len(after) == 1 and after != before
+    assert pool.worker_pids() == []  # closed
+
+
+def test_submit_waits_for_a_free_slot(tmp_path: Path) -> None:
     """With one slot, the second submit can only return once the first task has finished."""
     key, req = _requests()[0]
+    fifo = hanging_input(tmp_path / "hang.NEF")
     with DecodePool(1, timeout=1.0, max_in_flight=1) as pool:
-        pool.submit("HANG", {**req, "_test_fault": "hang"})
+        pool.submit("HANG", {**req, "path": str(fifo)})
         pool.submit(key, req)
         early = dict(pool.poll())
         assert early["HANG"]["decode"]["verdict"] == "timeout"
+        assert nobody_waits_on(fifo)  # the hung worker was killed, not left behind
         late = dict(pool.drain())
     assert late[key]["decode"]["verdict"] == "ok"
 
@@ -118,9 +270,11 @@ def test_workers_run_single_threaded_openmp() -> None:
 
 def test_preview_error_names_the_crash(tmp_path: Path) -> None:
     key, req = _requests()[0]
-    req = {**req, "_test_fault": "crash",
-           "preview": {"out": [str(tmp_path / "p.jpg")], "size": 512, "quality": 85}}
-    results = _run_pool(1, [(key, req)])
+    with CrashingInput(tmp_path / "crash.NEF") as crasher:
+        req = {**req, "path": str(crasher.path),
+               "preview": {"out": [str(tmp_path / "p.jpg")], "size": 512, "quality": 85}}
+        results = _run_pool(1, [(key, req)])
+    assert results[key]["decode"]["verdict"] == "crashed"
     assert results[key]["preview"] is None
     assert "crashed" in results[key]["preview_error"]
     assert not (tmp_path / "p.jpg").exists()
@@ -128,20 +282,19 @@ def test_preview_error_names_the_crash(tmp_path: Path) -> None:
 
 def test_workers_exit_when_the_run_is_killed(tmp_path: Path) -> None:
     """A SIGKILLed run cannot shut its pool down: the workers must notice and leave."""
-    import signal
     import subprocess
     import sys
-    import time
 
+    fifo = str(hanging_input(tmp_path / "hang.NEF"))
     script = (
         "import sys, time\n"
         "from ingest.decode.pool import DecodePool\n"
         "pool = DecodePool(2, timeout=600)\n"
-        "pool.submit('h', {'path': 'x', 'kind': 'raw', '_test_fault': 'hang'})\n"
-        "pool.submit('g', {'path': 'x', 'kind': 'raw', '_test_fault': 'hang'})\n"
-        "while pool._executor is None or len(pool._executor._processes) < 2:\n"
+        f"pool.submit('h', {{'path': {fifo!r}, 'kind': 'raw'}})\n"
+        f"pool.submit('g', {{'path': {fifo!r}, 'kind': 'raw'}})\n"
+        "while len(pool.worker_pids()) < 2:\n"
         "    time.sleep(0.05)\n"
-        "print(*pool._executor._processes, flush=True)\n"
+        "print(*pool.worker_pids(), flush=True)\n"
         "time.sleep(600)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,

@@ -10,14 +10,10 @@ It never raises: any exception becomes a "damaged" result carrying the error tex
 Run it in a DecodePool worker: the pool starts workers with an environment that makes LibRaw's
 undecoded tiles read as zeros (see pool.py); called in a long-lived process of its own, a
 damaged lossless-JPEG DNG can come back with stale pixels where its data failed.
-
-Test-only request key: `"_test_fault": "crash" | "hang"` makes the worker abort or sleep
-forever, so the pool's isolation can be tested with real process deaths. Nothing else reads it.
 """
 
 from __future__ import annotations
 
-import os
 import time
 import traceback
 from pathlib import Path
@@ -46,8 +42,6 @@ def decoder_for_kind(kind: str) -> str:
 
 
 def run_task(req: dict) -> dict:
-    if req.get("_test_fault"):
-        _test_fault(req["_test_fault"])
     result: dict = {"decode": None, "card_decode": None, "preview": None, "preview_error": None}
     kind = req.get("kind", "")
     try:
@@ -75,16 +69,6 @@ def run_task(req: dict) -> dict:
             card = _exception_result(kind, exc)
         result["card_decode"] = card
     return result
-
-
-def _test_fault(fault: str) -> None:
-    """Die or hang like a broken decoder would, with fd 2 captured as during a real decode."""
-    with capture_fd2():
-        if fault == "crash":
-            os.abort()
-        if fault == "hang":
-            while True:
-                time.sleep(3600)
 
 
 def _exception_result(kind: str, exc: Exception) -> dict:
