@@ -563,7 +563,7 @@ def _read_and_write(src: SourceFile, dests: list[Destination], cfg: OffloadConfi
                 if t.fd is not None:
                     _write(t, chunk, io)
     finally:
-        os.close(fd)
+        fsio.close_read_only(fd)
     out.extra_hashes = {fmt: hx.hexdigest() for fmt, hx in extra.items()}
     return h.hexdigest(), targets
 

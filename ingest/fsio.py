@@ -57,7 +57,7 @@ class FileIO:
         except OSError:
             pass
         finally:
-            os.close(fd)
+            close_read_only(fd)
 
     def read(self, fd: int, size: int) -> bytes:
         return os.read(fd, size)
@@ -90,7 +90,7 @@ def uncached_hash(path: str, io: FileIO | None = None, keep_cached: bool = False
     try:
         return _hash_from_disk(fd, io, keep_cached)
     finally:
-        os.close(fd)
+        close_read_only(fd)
 
 
 def reread_source(path: str, io: FileIO | None = None) -> tuple[str, int]:
@@ -102,7 +102,7 @@ def reread_source(path: str, io: FileIO | None = None) -> tuple[str, int]:
     try:
         return _hash_from_disk(fd, io, keep_cached=False)
     finally:
-        os.close(fd)
+        close_read_only(fd)
 
 
 def _hash_from_disk(fd: int, io: FileIO, keep_cached: bool) -> tuple[str, int]:
@@ -119,6 +119,17 @@ def _hash_from_disk(fd: int, io: FileIO, keep_cached: bool) -> tuple[str, int]:
     if not keep_cached:
         drop_cache(fd)  # keep an archive check from flushing the user's cache
     return h.hexdigest(), total
+
+
+def close_read_only(fd: int) -> None:
+    """Close a descriptor that was only read. On a device that died while the file was open
+    (a pulled card, a dropped share: FUSE's flush fails with EIO or ENOTCONN) close() itself
+    fails; for a read nothing is lost by that (the descriptor is gone either way), and the
+    error must not replace the read's own outcome."""
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def drop_cache(fd: int) -> None:

@@ -23,7 +23,7 @@ from ingest.discover import Discovery, discover, stem_of
 from ingest.kinds import IMAGE_KINDS
 from ingest.lock import DestinationLock
 from ingest.model import CARD_STOPPED, Copy, FileRecord, Kind, SourceFile, Status
-from ingest.preflight import UsageError, check_destinations, check_source
+from ingest.preflight import UsageError, check_destinations, check_source, remove_stale_probes
 from ingest.rebuild import open_or_rebuild
 from ingest.remote import split_destinations
 from ingest.safety import (
@@ -73,6 +73,7 @@ def offload(cfg: OffloadConfig) -> RunResult:
     with ExitStack() as stack:
         for root in roots:
             stack.enter_context(DestinationLock(root, f"ingest offload {source}"))
+            remove_stale_probes(root)
         dests = []
         rebuilds = []
         for root in roots:
@@ -164,6 +165,14 @@ def offload(cfg: OffloadConfig) -> RunResult:
     for remote in remotes:
         remote.write_report(report)
     return RunResult(report, records, found, dests)
+
+
+def _nonempty(path: str) -> bool:
+    """An empty preview is what a power cut left of one written before previews were fsynced."""
+    try:
+        return os.path.isfile(path) and os.path.getsize(path) > 0
+    except OSError:
+        return False
 
 
 def _close_quietly(cat) -> None:
@@ -379,8 +388,7 @@ class _Run:
             self._submit(rec, src)
         elif rec.status is Status.DUPLICATE and src.kind in IMAGE_KINDS:
             rel = rec.copies[0].path + ".jpg"  # the preview an earlier run made, if any
-            if os.path.isfile(os.path.join(rec.copies[0].destination, STATE_DIR, PREVIEW_DIR,
-                                           rel)):
+            if _nonempty(os.path.join(rec.copies[0].destination, STATE_DIR, PREVIEW_DIR, rel)):
                 rec.preview = rel
         elif src.kind not in IMAGE_KINDS and rec.xxh3_128:
             rec.decode = {"decoder": None, "ok": None, "error": None, "checks": [],
@@ -415,7 +423,9 @@ class _Run:
     def _submit(self, rec: FileRecord, src: SourceFile) -> None:
         first = next(c for c in rec.copies if c.verified)
         req = {"path": os.path.join(first.destination, first.path), "kind": str(src.kind),
-               "card_path": src.abspath, "capture_time": rec.capture_time, "preview": None}
+               "card_path": src.abspath, "capture_time": rec.capture_time, "preview": None,
+               "alternates": [os.path.join(c.destination, c.path) for c in rec.copies
+                              if c.verified and c is not first]}
         if self.cfg.previews:
             rel = first.path + ".jpg"
             req["preview"] = {
@@ -625,6 +635,10 @@ def _judge_decode(rec: FileRecord, dec: dict, card: dict | None, verdict: str) -
     if verdict == "unsupported":
         rec.status = Status.UNVERIFIED
         rec.detail = f"not decodable here: {dec.get('error')}"
+    elif verdict == "not_read":
+        rec.status = Status.NEEDS_RECOPY
+        rec.detail = (f"its copies could no longer be read for the decode check "
+                      f"({dec.get('error')}): reconnect the destination and run again")
     elif verdict in ("crashed", "timeout"):
         rec.status = Status.UNVERIFIED
         rec.detail = dec.get("error") or f"decoder {verdict}"

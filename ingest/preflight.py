@@ -59,11 +59,30 @@ def check_destinations(source: str | None, destinations: list[str]) -> list[str]
     return out
 
 
+PROBE_PREFIX = ".ingest-probe-"
+
+
+def remove_stale_probes(root: str) -> None:
+    """A crash or power cut between the write probe's create and unlink leaves an empty probe
+    file; the run that holds the destination's lock sweeps them (no other run is writing)."""
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(PROBE_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(root, name))
+        except OSError:
+            pass
+
+
 def _check_writable(dest: str, real: str) -> None:
     try:
-        fd, probe = tempfile.mkstemp(prefix=".ingest-probe-", dir=real)
+        fd, probe = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=real)
         os.close(fd)
         os.unlink(probe)
+    except FileNotFoundError:
+        pass  # created, then swept by a run that holds the destination's lock: writable
     except OSError as e:
         raise UsageError(f"destination {dest} cannot be written ({e.strerror or e}): "
                          "check the disk is not read-only and you have permission") from None

@@ -150,6 +150,10 @@ def _write_all(payload: bytes, req: PreviewRequest) -> list[str]:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(payload)
+                fh.flush()
+                # Data before name: after a power cut a preview's name must not hold nothing
+                # (a re-run trusts a preview it finds for a duplicate).
+                os.fsync(fh.fileno())
             os.replace(tmp, out)
         except BaseException:
             try:

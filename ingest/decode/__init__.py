@@ -14,6 +14,9 @@ DAMAGED = "damaged"
 UNSUPPORTED = "unsupported"
 CRASHED = "crashed"
 TIMEOUT = "timeout"
+# No copy could be read for the check (the destination went away after the copy was proven):
+# says nothing about the image, only that this run could not look at it.
+NOT_READ = "not_read"
 
 
 def check(name: str, ok: bool, detail: str = "") -> dict:

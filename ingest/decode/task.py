@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from ingest.decode import DAMAGED, UNSUPPORTED, check, outcome
+from ingest.decode import DAMAGED, NOT_READ, UNSUPPORTED, check, outcome
 from ingest.decode.capture import capture_fd2
 
 KINDS = ("raw", "jpeg", "heif", "tiff")
@@ -91,13 +91,24 @@ def _decode_file(path: str, kind: str, req: dict | None):
         return outcome("none", [check("decode", False, text)], verdict=UNSUPPORTED,
                        error=text), None
     with capture_fd2() as captured:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            decode = outcome(decoder_for_kind(kind), [check("read", False, str(exc))],
-                             verdict=DAMAGED, error=f"cannot read the file: {exc}")
+        # The copy first; another verified copy when it cannot be read (its destination died
+        # after the copy was proven): that says nothing about the image, so it is no finding.
+        tried: list[str] = []
+        for candidate in [path, *((req or {}).get("alternates") or [])]:
+            try:
+                data = Path(candidate).read_bytes()
+            except OSError as exc:
+                tried.append(str(exc))
+                continue
+            decode, holder = _decode_bytes(candidate, kind, data, req)
+            if candidate != path:
+                decode["read_from"] = candidate
+            break
         else:
-            decode, holder = _decode_bytes(path, kind, data, req)
+            text = "; ".join(tried)
+            verdict = NOT_READ if req is not None else DAMAGED  # the card: read errors count
+            decode = outcome(decoder_for_kind(kind), [check("read", False, text)],
+                             verdict=verdict, error=f"cannot read the file: {text}")
     decode["seconds"] = round(time.perf_counter() - started, 4)
     decode["stderr"] = captured.text.replace("unknown file:", f"{Path(path).name}:")
     if decode["stderr"] and decode["verdict"] != "ok":

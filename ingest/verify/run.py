@@ -90,6 +90,9 @@ def verify(cfg: VerifyConfig) -> VerifyResult:
         records += [r for a in archives for r in _untracked(a.root, plan.untracked[a.root])]
         finished = cfg.clock()
         for a in archives:
+            # FULL for the last commit: its fsync makes every check record of the run durable
+            # (at NORMAL a power cut could lose the whole run's WAL, not only the last few).
+            a.catalog.db.execute("PRAGMA synchronous=FULL")
             a.catalog.finish_session(session, finished.isoformat())
         if cfg.destination_reports:
             _add_mhl_generations(archives, run.facts, finished)
@@ -126,9 +129,11 @@ def _open(stack: ExitStack, root: str, session: str, started: datetime) -> Desti
     try:
         catalog = stack.enter_context(Catalog(root))
         # Check records are committed one file at a time. In WAL mode NORMAL keeps every commit
-        # through a killed process and only a power cut can lose the last few, which merely get
-        # checked again; FULL's fsync per commit would halve the speed on small files.
-        catalog.db.execute("PRAGMA synchronous=NORMAL")
+        # through a killed process; a power cut before the run's last commit (made FULL, so
+        # synced) can lose the records since the last checkpoint, which merely get checked
+        # again. FULL's fsync per commit would halve the speed on small files.
+        if catalog.wal:  # a rollback journal (a share where WAL cannot work) stays FULL
+            catalog.db.execute("PRAGMA synchronous=NORMAL")
         check.ensure_schema(catalog.db)
         repair.ensure_schema(catalog.db)
         catalog.start_session(session, "verify", None, None, started.isoformat(), __version__)
