@@ -344,9 +344,9 @@ def _destination_gone(run: Run, a: Path, disk: Path, b: Path, hashes: dict[str, 
     in_a = run.verified_in(a)
     assert 0 < len(in_a) < len(hashes), f"A should die mid-run: {len(in_a)} files verified there"
     for rel, f in run.files.items():
-        # A file A took before it died may still be flagged (its decode, say, read A's copy
-        # after A died), but never blamed on the card: B holds it, a re-run completes A.
-        allowed = SAFE | {"needs_recopy"} if rel in in_a else {"needs_recopy"}
+        # A file A took before it died stays proven: its decode reads B's copy when A's can
+        # no longer be read. The rest waits for A: a re-run completes it.
+        allowed = SAFE if rel in in_a else {"needs_recopy"}
         assert f["status"] in allowed, (rel, f["status"], f["detail"])
     # A's catalog (if it got that far) names only complete copies; a re-run adopts the rest.
     assert check_catalog_sound(disk) <= len(in_a)
