@@ -206,7 +206,12 @@ class Catalog:
                             (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
-        self.db.close()
+        """Never raises: a catalog on a disk that died mid-run may fail even to close, and the
+        run still owes its report; SQLite's journal keeps the file sound for the next run."""
+        try:
+            self.db.close()
+        except sqlite3.Error:
+            pass
 
     def __enter__(self) -> Catalog:
         return self

@@ -80,7 +80,7 @@ def offload(cfg: OffloadConfig) -> RunResult:
             # A corrupt or deleted catalog is rebuilt from the files and the ASC MHL history
             # (the old file is kept aside), and the rebuild goes into the report.
             cat, rebuilt = open_or_rebuild(root, cfg.clock)
-            stack.callback(_close_quietly, cat)
+            stack.enter_context(cat)  # its close never raises: a dead disk keeps the report
             if rebuilt:
                 rebuilds.append(rebuilt.to_json())
             cat.start_session(session, "offload", source, volume, started.isoformat(), __version__)
@@ -173,15 +173,6 @@ def _nonempty(path: str) -> bool:
         return os.path.isfile(path) and os.path.getsize(path) > 0
     except OSError:
         return False
-
-
-def _close_quietly(cat) -> None:
-    """A catalog on a destination that died mid-run may fail even to close; the run still owes
-    the photographer its report, and SQLite's journal keeps the file sound for the next run."""
-    try:
-        cat.close()
-    except (sqlite3.Error, OSError):
-        pass
 
 
 class CardWatch:

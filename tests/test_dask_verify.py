@@ -225,4 +225,4 @@ def test_a_decoder_crash_costs_one_verdict_not_a_dask_worker(cluster, tmp_path):
     assert len(crasher.killed) == 1
     assert crashed["decode"]["verdict"] == "crashed"
     assert "worker process died" in crashed["decode"]["error"]
-    assert after["decode"]["verdict"] == "damaged"  # no such file: an ordinary verdict
+    assert after["decode"]["verdict"] == "not_read"  # no such file: an ordinary verdict

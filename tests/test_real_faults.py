@@ -468,3 +468,68 @@ def test_card_file_system_vanishes_mid_run(card_rig, dests, tmp_path, when, reli
         lost_files=lost(run, hashes, {str(d): d for d in dests}), injected=int(killed))
     assert killed, "the rig's daemon was not killed: the fault never fired"
     _card_gone(run, dests, hashes)
+
+
+# --- verify: an archive that dies or vanishes while it is checked -------------------------------
+
+
+def verify(archives, tmp_path: Path) -> Run:
+    out = tmp_path / "verify.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ingest", "verify", *map(str, archives), "--repair",
+         "--json", str(out), "--jobs", "1"],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
+    report = json.loads(out.read_text()) if out.exists() else None
+    run = Run(proc, report)
+    if report:  # verify has one record per archive and file: key them by both
+        run.files = {(f["copies"][0]["destination"], f["path"]): f for f in report["files"]}
+    return run
+
+
+def findings(disk: Path) -> Counter:
+    db = sqlite3.connect(f"file:{catalog_path(str(disk))}?mode=ro", uri=True)
+    try:
+        return Counter(r for (r,) in db.execute("SELECT last_result FROM files"))
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("fault", ["die", "vanish"])
+def test_an_archive_that_goes_away_mid_verify_is_not_reported_corrupt(
+        clean_card, tmp_path, fault, reliability):
+    disk, plain = tmp_path / "disk-A", tmp_path / "archive-B"
+    disk.mkdir()
+    plain.mkdir()
+    first = offload(clean_card, [disk, plain], tmp_path)
+    assert first.code == 0, first.describe()
+    before = findings(disk)
+    with FaultMount(disk, tmp_path / "archive-A") as rig:
+        a = Path(rig.mountpoint)
+        rig.set(**{fault: {"after": {"op": "open", "path": "2024/*", "count": 5}}})
+        run = verify([a, plain], tmp_path)
+        fired = rig.counts()["counts"].get("dead_eio", 0) if fault == "die" else \
+            int(rig.killed())
+    assert run.report is not None, f"no report: exit {run.code}: {run.stderr[-800:]}"
+    assert run.code == 1, run.describe()
+    assert run.dest(a)["error"] and "stopped responding" in run.dest(a)["error"]
+    assert run.dest(plain)["error"] is None
+    in_a = {p: f for (root, p), f in run.files.items() if root == str(a)}
+    in_b = {p: f for (root, p), f in run.files.items() if root == str(plain)}
+    assert set(Counter(f["status"] for f in in_b.values())) == {"verified"}
+    statuses = Counter(f["status"] for f in in_a.values())
+    # Checked before it went, or not checked: never blamed on the files themselves.
+    assert set(statuses) <= {"verified", "skipped"} and statuses["skipped"] > 0, statuses
+    assert all("the archive stopped responding" in f["detail"]
+               for f in in_a.values() if f["status"] == "skipped")
+    # nothing false went into its catalog, nothing was "repaired" onto it
+    assert not {"corrupt", "missing"} & set(findings(disk)) and findings(disk) != Counter()
+    assert before and not (disk / ".ingest" / "quarantine").exists()
+    how = "dies (every operation EIO)" if fault == "die" else "vanishes (ENOTCONN)"
+    reliability.row(area=AREA, fault=f"archive A {how} mid-verify --repair",
+                    setup="verify --repair of a FUSE archive A and a plain archive B; A fails "
+                          "after 5 photo opens",
+                    expected="A named as stopped in the report, its unchecked files skipped, "
+                             "never corrupt or missing, nothing restored onto it; B verified; "
+                             "a report; exit 1",
+                    observed=run.describe(), lost=0, injected=fired)
+    assert fired

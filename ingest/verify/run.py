@@ -48,7 +48,10 @@ class VerifyResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if any(r.status in FLAGGED_VERIFY for r in self.records) else 0
+        # An archive that stopped responding mid-run is a problem to act on, even though
+        # none of its files is known bad.
+        dead = any(d.get("error") for d in self.report.get("destinations", []))
+        return 1 if dead or any(r.status in FLAGGED_VERIFY for r in self.records) else 0
 
 
 def check_archives(paths: list[str]) -> list[str]:
@@ -90,10 +93,15 @@ def verify(cfg: VerifyConfig) -> VerifyResult:
         records += [r for a in archives for r in _untracked(a.root, plan.untracked[a.root])]
         finished = cfg.clock()
         for a in archives:
-            # FULL for the last commit: its fsync makes every check record of the run durable
-            # (at NORMAL a power cut could lose the whole run's WAL, not only the last few).
-            a.catalog.db.execute("PRAGMA synchronous=FULL")
-            a.catalog.finish_session(session, finished.isoformat())
+            if a.dead:
+                continue
+            try:
+                # FULL for the last commit: its fsync makes every check record of the run
+                # durable (at NORMAL a power cut could lose the run's WAL, not only the last few).
+                a.catalog.db.execute("PRAGMA synchronous=FULL")
+                a.catalog.finish_session(session, finished.isoformat())
+            except sqlite3.Error as e:
+                _stopped(a, f"its catalog can no longer be written ({e})")
         if cfg.destination_reports:
             _add_mhl_generations(archives, run.facts, finished)
 
@@ -215,11 +223,20 @@ class _Run:
     def _check_one(self, item: Item) -> None:
         rec = check.new_record(item.root, item.rel, item.row)
         self.records.append(rec)  # in check order; filled in when the file is done
+        archive = self._archive(item.root)
+        if archive.dead:
+            _not_checked(rec, archive)
+            return
         abs_path = os.path.join(item.root, item.rel)
         self.emit("file_start", root=item.root, path=item.rel, size=item.row.size)
         hc = check.hash_check(abs_path, item.row, self.cfg.io)
         self.bytes_read += hc.bytes_read
         rec.status, rec.detail, rec.seconds = hc.status, hc.detail, round(hc.seconds, 6)
+        if hc.digest is None and rec.status in (Status.CORRUPT, Status.MISSING) and \
+                _gone(archive):
+            # Not a finding about this file: its disk went away. Nothing is recorded.
+            _not_checked(rec, archive)
+            return
         if hc.status is Status.VERIFIED and self.cfg.decode and check.wants_decode(item.row):
             self._submit(_Pending(rec, item, hc), abs_path)
         else:
@@ -248,6 +265,9 @@ class _Run:
     def _finish(self, p: _Pending) -> None:
         rec, item, hc = p.rec, p.item, p.hc
         archive = self._archive(item.root)
+        if archive.dead:  # it went away while this file was being decoded
+            _not_checked(rec, archive)
+            return
         # A decode found these bytes bad once: at ingest (damaged on the card) or in a verify.
         found_bad = item.row.last_result == Status.DAMAGED or \
             item.row.status == Status.DAMAGED_ON_CARD
@@ -259,6 +279,9 @@ class _Run:
                           "decode, and this run did not decode it again")
         if rec.status in (Status.CORRUPT, Status.MISSING):
             self._repair(p, archive)
+        if archive.dead:  # the repair found it gone
+            _not_checked(rec, archive)
+            return
         finding = str(rec.status)  # what the catalog keeps, even for an accepted loss
         if rec.flagged:
             # Records name paths relative to their archive; the terminal and HTML show only
@@ -275,8 +298,9 @@ class _Run:
         if os.path.isfile(preview):
             rec.preview = item.rel + ".jpg"
         now = self.cfg.clock()
-        check.record_check(archive.catalog, item.row.id, self.session, now.isoformat(),
-                           finding, rec.detail or None)
+        if not _record(archive, item, self.session, now, finding, rec.detail or None):
+            _not_checked(rec, archive)
+            return
         self.facts.append(_Fact(item.root, item.rel, hc.digest, hc.bytes_read or item.row.size,
                                 hc.mtime_ns or item.row.mtime_ns, now))
         self.checked += 1
@@ -297,15 +321,16 @@ class _Run:
             return
         # The finding goes into the history first, so the catalog shows what was repaired.
         now = self.cfg.clock()
-        check.record_check(archive.catalog, item.row.id, self.session, now.isoformat(),
-                           str(rec.status), rec.detail)
+        if not _record(archive, item, self.session, now, str(rec.status), rec.detail):
+            return
         was = f"was {rec.status}: {rec.detail.split('; ')[0]}"
         done = repair.restore(good, item.root, item.rel, item.row, self.session, self.cfg.io,
                               reason=f"replaced by ingest verify --repair from {where} ({was})",
                               at=now, started=self.started)
         rec.copies[0].quarantined = done.quarantined
         if done.error:
-            rec.detail += f", but {done.error}"
+            if not _gone(archive):  # a gone archive: _finish says so instead
+                rec.detail += f", but {done.error}"
             return
         rec.detail = f"repaired from {where} ({was})"
         if done.quarantined:
@@ -329,6 +354,44 @@ class _Run:
 
     def _archive(self, root: str) -> Destination:
         return next(a for a in self.archives if a.root == root)
+
+
+def _gone(archive: Destination) -> bool:
+    """After a file could not be read: is it the whole archive that went away (unmounted, a
+    dead disk, a dropped share)? Then no finding about that file or any later one is true."""
+    try:
+        if os.stat(archive.root).st_dev != archive.device:
+            _stopped(archive, "it is no longer mounted")
+            return True
+        os.listdir(archive.root)  # a directory read reaches the device itself
+    except OSError as e:
+        _stopped(archive, e.strerror or str(e))
+        return True
+    return False
+
+
+def _stopped(archive: Destination, why: str) -> None:
+    archive.dead = archive.dead or (f"the archive stopped responding ({why}): reconnect it and "
+                                    "run the same command again")
+
+
+def _not_checked(rec: FileRecord, archive: Destination) -> None:
+    rec.status, rec.detail = Status.SKIPPED, f"not checked: {archive.dead}"
+    rec.copies[0].verified = False
+
+
+def _record(archive: Destination, item: Item, session: str, now: datetime, finding: str,
+            detail: str | None) -> bool:
+    """The check goes into the archive's catalog; False when the catalog can no longer be
+    written (the archive went away), which stops that archive, not the run."""
+    try:
+        check.record_check(archive.catalog, item.row.id, session, now.isoformat(), finding,
+                           detail)
+        return True
+    except sqlite3.Error as e:
+        if not _gone(archive):
+            _stopped(archive, f"its catalog can no longer be written: {e}")
+        return False
 
 
 def _apply_acceptance(rec: FileRecord, item: Item, catalogs: list[Catalog],
