@@ -12,7 +12,7 @@ import sqlite3
 import tempfile
 from dataclasses import dataclass
 
-from ingest.preflight import UsageError
+from ingest.errors import UsageError
 from ingest.safety import Acceptance
 
 STATE_DIR = ".ingest"
@@ -94,7 +94,10 @@ def _locks_refused(folder: str) -> str | None:
         return e.strerror or str(e)
     finally:
         os.close(fd)
-        os.unlink(probe)
+        try:
+            os.unlink(probe)
+        except FileNotFoundError:
+            pass  # swept by the run holding the destination's lock (preflight.remove_stale_probes)
 
 
 def _connect(path: str, dest_root: str) -> tuple[sqlite3.Connection, bool]:

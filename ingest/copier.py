@@ -66,6 +66,9 @@ class Destination:
     # Copies this run proved by a read-back from disk (its own, or a twin re-read): path ->
     # digest. A duplicate of one of these needs no second re-read.
     proven: dict[str, str] = field(default_factory=dict)
+    # Copies renamed into place whose folder fsync or catalog row failed: not proven durable
+    # (a power cut may take their names), so the run does not count them.
+    unrecorded: set[str] = field(default_factory=set)
 
     def flush(self) -> None:
         """Make this run's renames durable, then record them: a row never precedes its file.
@@ -79,6 +82,7 @@ class Destination:
             self.catalog.add_many(self.pending_rows)
         except (OSError, sqlite3.Error) as e:
             self.dead = self.dead or f"could not record copies in {self.root}: {e}"
+            self.unrecorded.update(row["path"] for row in self.pending_rows)
         self.pending_rows, self.pending_dirs = [], set()
         self.pending_by_digest.clear()
         self.pending_by_path.clear()
@@ -197,8 +201,10 @@ class CopyJob:
             write_to = [d for d in self.pending if d.root not in self.hinted]
             out.card_reads += 1
             try:
+                # With nothing to write, the read is settled only by the hash an earlier verified
+                # read recorded: it must come from the card, not from pages cached since.
                 digest, targets = _read_and_write(self.src, write_to, self.cfg, out, self.place,
-                                                  self.extra_formats)
+                                                  self.extra_formats, uncached=not write_to)
             except SourceReadError as e:
                 out.unreadable = str(e)
                 continue
@@ -314,7 +320,10 @@ class CopyJob:
         if second == digest and nbytes == self.src.size:
             self.out.digest, self.out.source_check = digest, SECOND_READ
             return True
-        if second is not None:
+        if second == digest:  # two reads agree, on another size than the card listed
+            self.out.unreadable = (f"the file is {nbytes} bytes on the card now, "
+                                   f"{self.src.size} when the card was listed: it changed")
+        elif second is not None:
             self.out.card_mismatches += 1
             self.out.unreadable = UNSTABLE_CARD
         for t in self.targets.values():
@@ -525,8 +534,8 @@ def _present(root: str, row: Row) -> bool:
 
 
 def _read_and_write(src: SourceFile, dests: list[Destination], cfg: OffloadConfig,
-                    out: CopyOutcome, place, extra_formats: tuple[str, ...] = ()
-                    ) -> tuple[str, dict[str, _Target]]:
+                    out: CopyOutcome, place, extra_formats: tuple[str, ...] = (),
+                    uncached: bool = False) -> tuple[str, dict[str, _Target]]:
     io = cfg.io
     extra = {}
     if extra_formats:
@@ -539,6 +548,8 @@ def _read_and_write(src: SourceFile, dests: list[Destination], cfg: OffloadConfi
     except OSError as e:
         raise SourceReadError(f"could not open on the card: {e.strerror or e}") from e
     try:
+        if uncached:
+            fsio.drop_cache(fd)
         h = fsio.new_hasher()
         first = True
         while True:

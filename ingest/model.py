@@ -114,7 +114,7 @@ class FileRecord:
     attempts: int = 0
     history: dict | None = None  # the card's ASC MHL record for this file: format, hash, match
     acceptance: dict | None = None  # {reason, accepted_at} when `ingest accept` covers it
-    # How the card's own bytes were proven (see ingest.copier.SOURCE_CHECKS): a second read
+    # How the card's own bytes were proven (ingest.copier.SECOND_READ, ...): a second read
     # past the cache, a match with the hash an earlier verified read recorded, "off"
     # (--no-source-verify), or None when the card's content never settled.
     source_verify: str | None = None

@@ -56,7 +56,10 @@ class RunResult:
     @property
     def exit_code(self) -> int:
         held = any(s.holds_back for s in self.discovery.skipped)
-        return 1 if held or any(r.flagged for r in self.records) else 0
+        # A destination that stopped mid-run is a problem to act on even when every file
+        # reached enough others.
+        stopped = any(d.dead for d in self.destinations)
+        return 1 if held or stopped or any(r.flagged for r in self.records) else 0
 
 
 def offload(cfg: OffloadConfig) -> RunResult:
@@ -129,6 +132,7 @@ def offload(cfg: OffloadConfig) -> RunResult:
             for d in dests:
                 d.flush()  # a destination whose catalog fails here is marked dead
             run.collect(block=True)
+        _drop_unrecorded(records, dests)
         for rec, remote, upload in run.uploads:
             remote.record(rec, upload.result() if upload else None)
         run.finish(records)
@@ -249,10 +253,14 @@ def _judge(records: list[FileRecord], dests: list[Destination], devices: _Device
     """Each file's verdict by `ingest.safety`'s rule, from what this run proved. A flagged file
     the photographer accepted as lost (`ingest accept`), unchanged since, becomes `accepted`."""
     verdicts = []
+    stopped = {d.root for d in dests if d.dead}
     for rec in records:
         acceptance = newest([_acceptance(d, rec) for d in dests if not d.dead])
+        # A destination that died during the run may be a disk that is failing: the copies
+        # it took before are not counted towards safe to format until a run sees it again.
         ev = FileEvidence(rec.path, rec.xxh3_128, [
-            CopyEvidence(c.destination, c.path, devices.of.get(c.destination), c.verified)
+            CopyEvidence(c.destination, c.path, devices.of.get(c.destination),
+                         c.verified and c.destination not in stopped)
             for c in rec.copies], [(str(rec.status), rec.detail)] if rec.flagged else [],
             acceptance, card_fingerprint(found.files, rec.mtime_ns) if acceptance else None)
         verdict = judge(ev, card_device=devices.card, min_copies=cfg.min_copies,
@@ -266,6 +274,23 @@ def _judge(records: list[FileRecord], dests: list[Destination], devices: _Device
             rec.detail = f"{rec.detail}; {why}" if rec.detail else why
         verdicts.append(verdict)
     return card_verdict(verdicts, held_back=sum(s.holds_back for s in found.skipped))
+
+
+def _drop_unrecorded(records: list[FileRecord], dests: list[Destination]) -> None:
+    """Copies whose folder fsync or catalog row failed (the destination died between rename
+    and record) are not proven durable: they stop counting, and their files need a re-run."""
+    lost = {(d.root, p): d.dead for d in dests for p in d.unrecorded}
+    for rec in records:
+        why = [lost[(c.destination, c.path)] for c in rec.copies
+               if (c.destination, c.path) in lost]
+        if not why:
+            continue
+        for c in rec.copies:
+            if (c.destination, c.path) in lost:
+                c.verified, c.action = False, "failed"
+        if not rec.flagged:
+            rec.status = Status.NEEDS_RECOPY
+            rec.detail = "; ".join(why)
 
 
 def _acceptance(d: Destination, rec: FileRecord):

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-
-class UsageError(Exception):
-    """A bad argument or environment: one clear line for the user, exit code 2."""
+from ingest.errors import UsageError  # also imported from here by the commands
 
 
 def _real(path: str) -> str:
@@ -63,17 +61,19 @@ PROBE_PREFIX = ".ingest-probe-"
 
 
 def remove_stale_probes(root: str) -> None:
-    """A crash or power cut between the write probe's create and unlink leaves an empty probe
-    file; the run that holds the destination's lock sweeps them (no other run is writing)."""
-    try:
-        names = [n for n in os.listdir(root) if n.startswith(PROBE_PREFIX)]
-    except OSError:
-        return
-    for name in names:
+    """A crash or power cut between a probe's create and unlink (this module's write probe in
+    the root, the catalog's lock probe in .ingest/) leaves an empty probe file; the run that
+    holds the destination's lock sweeps them (no other run is writing)."""
+    for folder, prefix in ((root, PROBE_PREFIX), (os.path.join(root, ".ingest"), ".lock-probe-")):
         try:
-            os.unlink(os.path.join(root, name))
+            names = [n for n in os.listdir(folder) if n.startswith(prefix)]
         except OSError:
-            pass
+            continue
+        for name in names:
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass
 
 
 def _check_writable(dest: str, real: str) -> None:

@@ -186,14 +186,6 @@ class DecodePool:
             out, self._done = self._done, []
         return out
 
-    def worker_pids(self) -> list[int]:
-        """Process ids of the current worker processes, for diagnostics (which process to
-        trace or inspect while a file takes long). Empty before the workers start and after
-        close(); a crash or timeout replaces them, so the ids of one call may be gone by the
-        next."""
-        executor = self._executor  # read once: the pump thread may replace it meanwhile
-        return sorted(getattr(executor, "_processes", None) or {})
-
     def _wait_for(self, ready) -> None:
         """Under _cond: wait until ready(); a pump thread that died cannot make it so."""
         while not self._cond.wait_for(ready, timeout=1.0):

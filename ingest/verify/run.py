@@ -232,11 +232,6 @@ class _Run:
         hc = check.hash_check(abs_path, item.row, self.cfg.io)
         self.bytes_read += hc.bytes_read
         rec.status, rec.detail, rec.seconds = hc.status, hc.detail, round(hc.seconds, 6)
-        if hc.digest is None and rec.status in (Status.CORRUPT, Status.MISSING) and \
-                _gone(archive):
-            # Not a finding about this file: its disk went away. Nothing is recorded.
-            _not_checked(rec, archive)
-            return
         if hc.status is Status.VERIFIED and self.cfg.decode and check.wants_decode(item.row):
             self._submit(_Pending(rec, item, hc), abs_path)
         else:
@@ -265,7 +260,10 @@ class _Run:
     def _finish(self, p: _Pending) -> None:
         rec, item, hc = p.rec, p.item, p.hc
         archive = self._archive(item.root)
-        if archive.dead:  # it went away while this file was being decoded
+        if archive.dead or (hc.digest is None and rec.status in (Status.CORRUPT, Status.MISSING)
+                            and _gone(archive)):
+            # Not a finding about this file: its disk went away (before this file was read,
+            # while it was decoded, or as it was read). Nothing is recorded.
             _not_checked(rec, archive)
             return
         # A decode found these bytes bad once: at ingest (damaged on the card) or in a verify.
@@ -288,7 +286,8 @@ class _Run:
             # the path, so the detail says which archive holds the problem.
             rec.detail = f"in {item.root}: {rec.detail}"
             if rec.status is Status.DAMAGED:
-                _apply_acceptance(rec, item, [a.catalog for a in self.archives], archive, hc)
+                _apply_acceptance(rec, item, [a for a in self.archives if not a.dead], archive,
+                                  hc)
         copy = rec.copies[0]
         copy.verified = rec.status in (Status.VERIFIED, Status.RECOPIED, Status.DAMAGED,
                                        Status.ACCEPTED)
@@ -394,7 +393,7 @@ def _record(archive: Destination, item: Item, session: str, now: datetime, findi
         return False
 
 
-def _apply_acceptance(rec: FileRecord, item: Item, catalogs: list[Catalog],
+def _apply_acceptance(rec: FileRecord, item: Item, archives: list[Destination],
                       archive: Destination, hc: HashCheck) -> None:
     """A `damaged` copy (it hashes as at ingest, but does not decode) of a file the
     photographer accepted as lost (`ingest accept`) is `accepted`, by the rule every command
@@ -403,8 +402,7 @@ def _apply_acceptance(rec: FileRecord, item: Item, catalogs: list[Catalog],
     row = item.row
     # The latest event across this run's archives, as status weighs it: an undo in one
     # catalog takes back the acceptance in all.
-    acceptance = newest(c.acceptance(row.source_path, row.size, row.mtime_ns)
-                        for c in catalogs) if row.source_path else None
+    acceptance = newest(_acceptance_in(a, row) for a in archives) if row.source_path else None
     if acceptance is None or acceptance.digest != row.xxh3_128:
         return  # none, taken back, or about other content (another card's file of that name)
     copy = CopyEvidence(item.root, item.rel, archive.device, proven=True)
@@ -413,6 +411,15 @@ def _apply_acceptance(rec: FileRecord, item: Item, catalogs: list[Catalog],
     if verdict.accepted:
         rec.status, rec.detail = Status.ACCEPTED, "; ".join(verdict.reasons)
         rec.acceptance = acceptance.to_json()
+
+
+def _acceptance_in(archive: Destination, row):
+    try:
+        return archive.catalog.acceptance(row.source_path, row.size, row.mtime_ns)
+    except sqlite3.Error:  # that archive went away: its events are not seen this run
+        if not _gone(archive):
+            _stopped(archive, "its catalog can no longer be read")
+        return None
 
 
 def _skipped(item: Item, note: str) -> FileRecord:
