@@ -224,12 +224,14 @@ def render(rows: list[dict], outcomes: dict[str, str]) -> str:
         "```sh",
         "INGEST_FULL_MATRIX=1 INGEST_WRITE_RELIABILITY=1 .venv/bin/python -m pytest -p reliability_table \\",
         "    tests/test_crash_matrix.py tests/test_faults.py tests/test_hostile.py \\",
-        "    tests/test_fuzz.py tests/test_catalog_rebuild.py",
+        "    tests/test_fuzz.py tests/test_catalog_rebuild.py tests/test_real_faults.py \\",
+        "    tests/test_power_cut.py tests/test_real_filesystems.py",
         "```",
         "",
         "(`-p reliability_table` is only needed while tests/conftest.py does not register the",
         "plugin; run from the checkout with `PYTHONPATH=tests`.) Without `INGEST_FULL_MATRIX=1` the",
-        "crash matrix runs a seeded sample of 6 of its 20 kill points, which is what CI runs.",
+        "crash matrix runs a seeded sample of 6 of its 20 kill points and the power-cut rig 21",
+        "of its 63 cuts, which is what CI runs.",
         "",
         f"Generated {datetime.now(UTC):%Y-%m-%d} on {platform.system()} {platform.machine()}, "
         f"Python {platform.python_version()}; crash matrix: "
