@@ -334,6 +334,17 @@ def write_reports(report: dict, roots: list[str], cfg) -> None:
     from ingest.report.json_report import write_json
 
     previews = [Path(r) / STATE_DIR / PREVIEW_DIR for r in roots]
+    # The destinations' own copies first: a path the user gave may sit on a disk that died,
+    # and its error must not cost the others.
+    for root, preview_root in zip(roots, previews, strict=True):
+        if not cfg.destination_reports:
+            break
+        html = default_html_path(report, Path(root))
+        try:
+            write_html(report, html, preview_root)
+            write_json(report, str(html.with_suffix(".json")))
+        except OSError:
+            pass  # a destination that failed mid-run is already named in the report
     if cfg.json_path:
         write_json(report, cfg.json_path)
     if cfg.junit_path:
@@ -342,15 +353,6 @@ def write_reports(report: dict, roots: list[str], cfg) -> None:
         write_junit(report, Path(cfg.junit_path))
     if cfg.html_path:
         write_html(report, Path(cfg.html_path), previews[0] if previews else None)
-    if not cfg.destination_reports:
-        return
-    for root, preview_root in zip(roots, previews, strict=True):
-        html = default_html_path(report, Path(root))
-        try:
-            write_html(report, html, preview_root)
-            write_json(report, str(html.with_suffix(".json")))
-        except OSError:
-            pass  # a destination that failed mid-run is already named in the report
 
 
 class _Run:

@@ -365,7 +365,8 @@ def test_destination_device_dies_mid_run(clean_card, dest_rig, tmp_path, reliabi
                                 "(every operation EIO)",
         setup=f"faultfs under A fails every operation with EIO once {A_FILES} partials were "
               "renamed to their final names; B a plain folder",
-        expected="A reported with its error, its first files kept; B complete with its "
+        expected="A reported with its error (its copies count only once recorded in its "
+                 "catalog); B complete with its "
                  "catalog; the rest needs_recopy; a report; exit 1, not 2",
         extra=f"{fired} operations failed with EIO",
         lost_files=lost(run, hashes, {str(a): disk, str(b): b}), injected=fired)
