@@ -131,7 +131,7 @@ def test_card_original_decoded_only_when_the_copy_fails(tmp_path: Path) -> None:
 
 def test_missing_file_and_unknown_kind_do_not_raise(tmp_path: Path) -> None:
     gone = _run(tmp_path / "nope.NEF", "raw")["decode"]
-    assert gone["verdict"] == "damaged" and "cannot read" in gone["error"]
+    assert gone["verdict"] == "not_read" and "cannot read" in gone["error"]  # no finding
     odd = _run(tmp_path / "nope.bin", "video")["decode"]
     assert odd["verdict"] == "unsupported"
 

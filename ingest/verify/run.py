@@ -357,7 +357,10 @@ class _Run:
 
 def _gone(archive: Destination) -> bool:
     """After a file could not be read: is it the whole archive that went away (unmounted, a
-    dead disk, a dropped share)? Then no finding about that file or any later one is true."""
+    dead disk, a dropped share)? Then no finding about that file or any later one is true.
+    An object store (s3://) answers per object: a missing object is a finding there."""
+    if "://" in archive.root:
+        return False
     try:
         if os.stat(archive.root).st_dev != archive.device:
             _stopped(archive, "it is no longer mounted")
