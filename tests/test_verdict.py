@@ -16,8 +16,9 @@ from concurrent.futures import Executor, Future
 from pathlib import Path
 
 import pytest
+from test_source_verify import FlipOnOpens
 
-from ingest import api, fsio
+from ingest import api
 from ingest.catalog import Catalog, catalog_path
 from ingest.config import OffloadConfig
 from ingest.copier import CopyJob, Destination
@@ -488,27 +489,10 @@ def test_accept_takes_paths_as_status_lists_them_and_refuses_others(card, tmp_pa
     assert [f["path"] for f in report["files"]] == [DAMAGED]
 
 
-class SecondReadDiffers(fsio.FileIO):
+def second_read_differs(name: str) -> FlipOnOpens:
     """A marginal reader: the second time the card file `name` is opened, one byte of what is
     read comes back wrong."""
-
-    def __init__(self, name: str):
-        self.name, self.opens, self.flaky = name, 0, set()
-
-    def open_source(self, path):
-        fd = super().open_source(path)
-        if path.endswith(self.name):
-            self.opens += 1
-            if self.opens == 2:
-                self.flaky.add(fd)
-        return fd
-
-    def read(self, fd, size):
-        data = super().read(fd, size)
-        if fd in self.flaky and data:
-            self.flaky.discard(fd)
-            data = bytes([data[0] ^ 1]) + data[1:]
-        return data
+    return FlipOnOpens(name, {2})
 
 
 def test_a_card_that_reads_differently_while_a_rotted_copy_is_replaced_is_flagged(card, disks):
@@ -516,13 +500,13 @@ def test_a_card_that_reads_differently_while_a_rotted_copy_is_replaced_is_flagge
     rotted = copy_of(first, GOOD, disks[0])
     rot(rotted)
     # With a read left, the odd read is outvoted: a third read agrees with the first.
-    again = offload(card, disks, io=SecondReadDiffers(GOOD.rpartition("/")[2]))
+    again = offload(card, disks, io=second_read_differs(GOOD.rpartition("/")[2]))
     rec = next(r for r in again.records if r.path == GOOD)
     assert rec.status is Status.RECOPIED and rec.card_reads == 3, (rec.status, rec.detail)
     assert rotted.read_bytes() == (card / GOOD).read_bytes()
     rot(rotted)
     # With none left, the content never settles: flagged, never `duplicate`.
-    again = offload(card, disks, io=SecondReadDiffers(GOOD.rpartition("/")[2]), retries=0)
+    again = offload(card, disks, io=second_read_differs(GOOD.rpartition("/")[2]), retries=0)
     rec = next(r for r in again.records if r.path == GOOD)
     assert rec.status is Status.NEEDS_RECOPY, (rec.status, rec.detail)  # never `duplicate`
     assert "different data on two reads" in rec.detail
