@@ -76,6 +76,9 @@ def _refused(e: sqlite3.OperationalError) -> bool:
     return name.startswith("SQLITE_IOERR") or name == "SQLITE_PROTOCOL"
 
 
+LOCK_PROBE_PREFIX = ".lock-probe-"  # a crash may leave one: preflight.remove_stale_probes
+
+
 def _locks_refused(folder: str) -> str | None:
     """Why POSIX record locks, which SQLite takes on the catalog, fail in this folder (None
     when they work). Asked first because SQLite reports a refused lock (ENOLCK, as on NFS
@@ -83,7 +86,7 @@ def _locks_refused(folder: str) -> str | None:
     Tried on a scratch file: closing any descriptor of a file drops every POSIX lock this
     process holds on it, so the catalog itself must not be opened for this."""
     try:
-        fd, probe = tempfile.mkstemp(prefix=".lock-probe-", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=LOCK_PROBE_PREFIX, dir=folder)
     except OSError:
         return None  # cannot write here at all: SQLite says so in its own words
     try:

@@ -70,6 +70,22 @@ class Destination:
     # (a power cut may take their names), so the run does not count them.
     unrecorded: set[str] = field(default_factory=set)
 
+    def lookup(self, query: Callable, *args):
+        """A catalog query that cannot abort the run: a destination whose catalog can no
+        longer be read (the disk died, the share dropped) stops taking files, and the others
+        go on. None when it failed."""
+        try:
+            return query(*args)
+        except (sqlite3.Error, OSError) as e:
+            self.catalog_lost(e)
+            return None
+
+    def catalog_lost(self, e: Exception) -> str:
+        """Stop this destination: its catalog failed. Returns why it stopped."""
+        self.dead = self.dead or (f"its catalog can no longer be read ({e}): reconnect it and "
+                                  "run again")
+        return self.dead
+
     def flush(self) -> None:
         """Make this run's renames durable, then record them: a row never precedes its file.
         A destination that fails here (gone, read-only) stops taking files; its renamed
@@ -326,14 +342,7 @@ class CopyJob:
         elif second is not None:
             self.out.card_mismatches += 1
             self.out.unreadable = UNSTABLE_CARD
-        for t in self.targets.values():
-            if t.check is not None:
-                try:
-                    t.check.result()  # the verifier closes the partial's descriptor
-                except OSError:
-                    pass
-                t.fd = None
-            _close_and_remove(t)
+        _discard(self.targets)
         self.targets, self.digest = {}, None
         return False
 
@@ -394,7 +403,7 @@ class CopyJob:
         if kept:
             out.quarantined[d.root] = kept
         if adopted:
-            row = _lookup(d, d.catalog.by_path, final_rel)
+            row = d.lookup(d.catalog.by_path, final_rel)
             if row and row.xxh3_128 == digest:
                 latest = row.last_result
                 if latest in LOST:
@@ -484,22 +493,12 @@ def _hash_or_none(path: str) -> str | None:
         return None  # unreadable: not a file this copy may adopt
 
 
-def _lookup(d: Destination, query: Callable, *args):
-    """A catalog query that cannot abort the run: a destination whose catalog can no longer be
-    read (the disk died, the share dropped) stops taking files, and the others go on."""
-    try:
-        return query(*args)
-    except (sqlite3.Error, OSError) as e:
-        d.dead = d.dead or f"its catalog can no longer be read ({e}): reconnect it and run again"
-        return None
-
-
 def _existing(d: Destination, digest: str, size: int) -> _Twin | None:
     if size == 0:
         return None  # every empty file has the same content; each keeps its own name
     if digest in d.pending_by_digest:
         return _Twin(None, d.pending_by_digest[digest], "copied", proven=True)
-    for row in _lookup(d, d.catalog.by_hash, digest) or ():
+    for row in d.lookup(d.catalog.by_hash, digest) or ():
         if _present(d.root, row):
             return _Twin(row.id, row.path, row.status, d.proven.get(row.path) == digest,
                          row.last_result)
@@ -508,7 +507,7 @@ def _existing(d: Destination, digest: str, size: int) -> _Twin | None:
 
 def _archived(d: Destination, rel: str) -> bool:
     # Unknown when the catalog cannot be read: keep the file (it may be an archived copy).
-    return rel in d.pending_by_path or _lookup(d, d.catalog.by_path, rel) is not None or \
+    return rel in d.pending_by_path or d.lookup(d.catalog.by_path, rel) is not None or \
         d.dead is not None
 
 
@@ -517,7 +516,7 @@ def _hint_existing(src: SourceFile, dests: list[Destination]) -> dict[str, Row]:
     mtime, proven good, still on disk): they get no write, only a hash comparison."""
     hints = {}
     for d in dests:
-        for row in _lookup(d, d.catalog.by_source, src.rel, src.size, src.mtime_ns) or ():
+        for row in d.lookup(d.catalog.by_source, src.rel, src.size, src.mtime_ns) or ():
             if row.status in GOOD and _present(d.root, row):
                 hints[d.root] = row
                 break
@@ -609,8 +608,7 @@ def _write(t: _Target, chunk: bytes, io: fsio.FileIO) -> None:
 
 def _fail(t: _Target, e: OSError | sqlite3.Error) -> None:
     if isinstance(e, sqlite3.Error):
-        t.error = t.dest.dead = t.dest.dead or (
-            f"its catalog can no longer be read ({e}): reconnect it and run again")
+        t.error = t.dest.catalog_lost(e)
         _close_and_remove(t)
         return
     reason = f"{e.strerror or e} while writing to {t.dest.root}"
@@ -639,7 +637,15 @@ def _close_and_remove(t: _Target) -> None:
 
 
 def _discard(targets: dict[str, _Target]) -> None:
+    """Drop an attempt's partials unrenamed. One whose read-back is under way is left to its
+    verifier thread until it is done (that thread closes the descriptor)."""
     for t in targets.values():
+        if t.check is not None:
+            try:
+                t.check.result()
+            except OSError:
+                pass
+            t.fd = None
         _close_and_remove(t)
 
 

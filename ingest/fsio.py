@@ -132,6 +132,19 @@ def close_read_only(fd: int) -> None:
         pass
 
 
+def unreachable(root: str, device: int) -> str | None:
+    """Why the device under `root` no longer answers (unmounted: its mount point is on another
+    device now; a dead disk or a dropped share: the folder cannot be read), or None. Asked
+    after a file failed, to tell a gone card or archive from one bad file."""
+    try:
+        if os.stat(root).st_dev != device:
+            return "it is no longer mounted"
+        os.listdir(root)  # a directory read reaches the device itself
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
 def drop_cache(fd: int) -> None:
     if hasattr(os, "posix_fadvise"):
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 
-from ingest import __version__
+from ingest import __version__, fsio
 from ingest.catalog import GOOD, STATE_DIR
 from ingest.config import OffloadConfig
 from ingest.copier import CopyJob, CopyOutcome, Destination
@@ -196,21 +196,12 @@ class CardWatch:
             self.streak = []
             return rec
         self.streak.append(rec)
-        self.gone = self.gone or self._probe()
+        self.gone = self.gone or fsio.unreachable(self.source, self.device)
         if self.gone:  # those failed because the card went: one cause, said once
             for r in self.streak:
                 r.detail = f"{CARD_STOPPED} ({self.gone}); first tried: {r.detail}"
             self.streak = []
         return rec
-
-    def _probe(self) -> str | None:
-        try:
-            if os.stat(self.source).st_dev != self.device:
-                return "it is no longer mounted"
-            os.listdir(self.source)  # a directory read reaches the device itself
-        except OSError as e:
-            return e.strerror or str(e)
-        return None
 
     def not_read(self, src: SourceFile) -> FileRecord:
         return FileRecord(path=src.rel, kind=src.kind, size=src.size, mtime_ns=src.mtime_ns,
@@ -255,7 +246,9 @@ def _judge(records: list[FileRecord], dests: list[Destination], devices: _Device
     verdicts = []
     stopped = {d.root for d in dests if d.dead}
     for rec in records:
-        acceptance = newest([_acceptance(d, rec) for d in dests if not d.dead])
+        # A catalog that died with its disk stops that destination; no acceptance counts from it.
+        acceptance = newest([d.lookup(d.catalog.acceptance, rec.path, rec.size, rec.mtime_ns)
+                             for d in dests if not d.dead])
         # A destination that died during the run may be a disk that is failing: the copies
         # it took before are not counted towards safe to format until a run sees it again.
         ev = FileEvidence(rec.path, rec.xxh3_128, [
@@ -291,14 +284,6 @@ def _drop_unrecorded(records: list[FileRecord], dests: list[Destination]) -> Non
         if not rec.flagged:
             rec.status = Status.NEEDS_RECOPY
             rec.detail = "; ".join(why)
-
-
-def _acceptance(d: Destination, rec: FileRecord):
-    try:
-        return d.catalog.acceptance(rec.path, rec.size, rec.mtime_ns)
-    except sqlite3.Error as e:  # its catalog died with its disk: no acceptance counts from it
-        d.dead = d.dead or f"its catalog can no longer be read ({e}): reconnect it and run again"
-        return None
 
 
 def _start_decoder(cfg: OffloadConfig, found: Discovery, stack: ExitStack):

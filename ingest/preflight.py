@@ -64,7 +64,10 @@ def remove_stale_probes(root: str) -> None:
     """A crash or power cut between a probe's create and unlink (this module's write probe in
     the root, the catalog's lock probe in .ingest/) leaves an empty probe file; the run that
     holds the destination's lock sweeps them (no other run is writing)."""
-    for folder, prefix in ((root, PROBE_PREFIX), (os.path.join(root, ".ingest"), ".lock-probe-")):
+    from ingest.catalog import LOCK_PROBE_PREFIX, STATE_DIR  # only when sweeping, as below
+
+    for folder, prefix in ((root, PROBE_PREFIX), (os.path.join(root, STATE_DIR),
+                                                  LOCK_PROBE_PREFIX)):
         try:
             names = [n for n in os.listdir(folder) if n.startswith(prefix)]
         except OSError:

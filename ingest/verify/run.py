@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from ingest import __version__
 from ingest.catalog import CATALOG_NAME, STATE_DIR, Catalog
 from ingest.copier import Destination
+from ingest.fsio import unreachable
 from ingest.kinds import classify
 from ingest.lock import DestinationLock
 from ingest.model import FLAGGED_VERIFY, Copy, FileRecord, Status
@@ -361,15 +362,10 @@ def _gone(archive: Destination) -> bool:
     An object store (s3://) answers per object: a missing object is a finding there."""
     if "://" in archive.root:
         return False
-    try:
-        if os.stat(archive.root).st_dev != archive.device:
-            _stopped(archive, "it is no longer mounted")
-            return True
-        os.listdir(archive.root)  # a directory read reaches the device itself
-    except OSError as e:
-        _stopped(archive, e.strerror or str(e))
-        return True
-    return False
+    why = unreachable(archive.root, archive.device)
+    if why:
+        _stopped(archive, why)
+    return why is not None
 
 
 def _stopped(archive: Destination, why: str) -> None:
