@@ -44,11 +44,12 @@ from pathlib import Path
 import pytest
 import xxhash
 from reliability_table import FULL_MATRIX_ENV, card_files, count_lost, reliability_fixture  # noqa: F401
-from rigs.powercut import PowerCutRig, missing
+from rigs import fuse_missing
+from rigs.powercut import PowerCutRig
 
 from conftest import snapshot
 
-WHY = missing()
+WHY = fuse_missing()
 pytestmark = pytest.mark.skipif(WHY is not None, reason=f"power-cut rig unavailable: {WHY}")
 
 SEED = 20250612

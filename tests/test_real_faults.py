@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import xxhash
 from reliability_table import card_files, count_lost, reliability_fixture  # noqa: F401
-from rigs.faultfs import FaultMount, unavailable
+from rigs import fuse_missing
+from rigs.faultfs import FaultMount
 
 from conftest import partials, snapshot
 from ingest.catalog import catalog_path
@@ -33,7 +34,7 @@ FLAGGED = {"needs_recopy", "damaged_on_card", "unreadable", "unverified"}
 # A DNG of its own content and name (no collision), about halfway through the card.
 TARGET = "DCIM/100NIKON/DSC_0008.DNG"
 
-_why = unavailable()
+_why = fuse_missing()
 pytestmark = pytest.mark.skipif(_why is not None, reason=f"no FUSE rig here: {_why}")
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import xxhash
 from reliability_table import card_files, count_lost, reliability_fixture  # noqa: F401
-from rigs import exfat, nolocks, sshfs
+from rigs import exfat, fuse_missing, nolocks, sshfs
 
 from conftest import partials, snapshot
 
@@ -326,7 +326,7 @@ def test_catalog_on_a_share_that_refuses_shared_memory(card, manifest, no_shm_sh
 @pytest.fixture()
 def no_locks(tmp_path):
     """A FUSE file system that refuses POSIX record locks (ENOLCK) over a backing folder."""
-    why = nolocks.missing()
+    why = fuse_missing()
     if why:
         pytest.skip(f"no FUSE file system without locks here: {why}")
     with nolocks.nolocks_mount(tmp_path / "backing", tmp_path / "nolocks") as mount:

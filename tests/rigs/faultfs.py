@@ -43,7 +43,6 @@ import errno
 import fnmatch
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -388,30 +387,6 @@ def _serve_control(path: str, state: _State) -> None:
 # --- the test side ----------------------------------------------------------------------------
 
 
-def unavailable() -> str | None:
-    """Why a FUSE rig cannot run here, or None."""
-    if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse is absent"
-    if shutil.which("fusermount3") is None:
-        return "fusermount3 is not installed (Debian: fuse3)"
-    try:
-        import mfusepy  # noqa: F401
-    except (ImportError, OSError) as e:
-        return f"mfusepy (with libfuse 3) is not importable: {e}"
-    return None
-
-
-def mounted(path: str) -> bool:
-    """In the mount table (os.path.ismount is False for a mount whose daemon died)."""
-    want = os.path.realpath(path)
-    with open("/proc/self/mounts", encoding="utf-8") as fh:
-        for line in fh:
-            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), line.split()[1])
-            if point == want:  # the table writes a space as \040
-                return True
-    return False
-
-
 class FaultMount:
     """BACKING served at MOUNTPOINT by the fault daemon for the length of a `with` block."""
 
@@ -493,7 +468,9 @@ class FaultMount:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if mounted(self.mountpoint):  # a killed daemon's mount, answering ENOTCONN
+        from rigs import in_mount_table
+
+        if in_mount_table(self.mountpoint):  # a killed daemon's mount, answering ENOTCONN
             subprocess.run(["fusermount3", "-uz", self.mountpoint], capture_output=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -16,31 +16,11 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-
-def missing() -> str | None:
-    if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse is absent"
-    if shutil.which("fusermount3") is None:
-        return "fusermount3 not installed (Debian: fuse3)"
-    try:
-        import mfusepy  # noqa: F401
-    except (ImportError, OSError) as e:
-        return f"mfusepy cannot be loaded ({e})"
-    return None
-
-
-def _listed(mount: Path) -> bool:
-    target = os.fsencode(os.path.abspath(mount))
-    with open("/proc/self/mounts", "rb") as fh:
-        return any(line.split()[1] == target for line in fh)
 
 
 @contextmanager
@@ -51,23 +31,20 @@ def nolocks_mount(backing: Path, mount: Path) -> Iterator[Path]:
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, __file__, str(backing), str(mount)],
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    from rigs import in_mount_table, wait_mounted
+
     try:
-        deadline = time.monotonic() + 15
-        while not _listed(mount):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                why = log.read_text(errors="replace").strip().splitlines()[-1:] or ["timeout"]
-                raise RuntimeError(f"the no-locks file system did not mount: {why[0]}")
-            time.sleep(0.05)
+        wait_mounted(mount, proc, log, "the no-locks file system")
         yield mount
     finally:
-        if _listed(mount):
+        if in_mount_table(mount):
             subprocess.run(["fusermount3", "-u", str(mount)], capture_output=True, timeout=30)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
-        if _listed(mount):
+        if in_mount_table(mount):
             subprocess.run(["fusermount3", "-u", "-z", str(mount)], capture_output=True,
                            timeout=30)
 

@@ -56,7 +56,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -66,19 +65,6 @@ from pathlib import Path
 
 KINDS = ("create", "mkdir", "write", "truncate", "fsync", "fsyncdir", "rename", "unlink",
          "rmdir", "link", "symlink", "chmod", "chown", "utimens")
-
-
-def missing() -> str | None:
-    """None when the rig can be mounted here, else why not (for a skip with a reason)."""
-    if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse is absent"
-    if shutil.which("fusermount3") is None:
-        return "fusermount3 is not installed (Debian: fuse3)"
-    try:
-        import mfusepy  # noqa: F401
-    except (ImportError, OSError) as e:  # OSError: libfuse3 itself is absent
-        return f"mfusepy cannot be loaded ({e})"
-    return None
 
 
 # --- the file system (runs in the rig's own process) ----------------------------------------

@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from rigs import in_mount_table, wait_mounted
+
 SSHD = "/usr/sbin/sshd"
 TOOLS = ("sshfs", "ssh", "ssh-keygen", "fusermount3")
 # The privilege-separation folder Debian's sshd insists on (normally made by its service).
@@ -164,19 +166,12 @@ class Share:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         # A killed sshfs leaves its mount behind, answering ENOTCONN: detach it lazily.
-        if os.path.ismount(self.mount) or _listed(self.mount):
+        if in_mount_table(self.mount):
             subprocess.run(["fusermount3", "-u", "-z", str(self.mount)], capture_output=True,
                            timeout=30)
-            if _listed(self.mount):
+            if in_mount_table(self.mount):
                 subprocess.run(["umount", "-l", str(self.mount)], capture_output=True,
                                timeout=30)
-
-
-def _listed(mount: Path) -> bool:
-    """In the mount table (os.path.ismount fails on a dead FUSE mount: stat gives ENOTCONN)."""
-    target = os.fsencode(os.path.abspath(mount))
-    with open("/proc/self/mounts", "rb") as fh:
-        return any(line.split()[1].replace(b"\\040", b" ") == target for line in fh)
 
 
 @contextmanager
@@ -197,12 +192,7 @@ def sshfs_mount(server: Server, served: Path, mount: Path,
                                 stdin=subprocess.DEVNULL)
     share = Share(served, mount, proc)
     try:
-        deadline = time.monotonic() + 15
-        while not _listed(mount):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                why = err.read_text(errors="replace").strip().splitlines()[-1:] or ["timeout"]
-                raise RigError(f"sshfs did not mount: {why[0]}")
-            time.sleep(0.05)
+        wait_mounted(mount, proc, err, "sshfs", RigError)
         yield share
     finally:
         share.close()
