@@ -23,13 +23,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 TOOLS = ("losetup", "mkfs.exfat", "mount.exfat-fuse", "umount")
+# These live in sbin, which a non-login shell's PATH may leave out: look there too, so that an
+# installed tool is never reported missing (and the test skipped) for want of a PATH entry.
+_SEARCH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+
+
+def _which(tool: str) -> str | None:
+    return shutil.which(tool, path=_SEARCH)
 
 
 def missing() -> str | None:
     """None when an exFAT loop mount can be made here, else why not."""
     if os.geteuid() != 0:
         return "attaching a loop device needs root"
-    absent = [t for t in TOOLS if shutil.which(t) is None]
+    absent = [t for t in TOOLS if _which(t) is None]
     if absent:
         return f"not installed: {', '.join(absent)} (Debian: exfatprogs, exfat-fuse, mount)"
     if not os.path.exists("/dev/fuse"):
@@ -39,8 +46,9 @@ def missing() -> str | None:
     return None
 
 
-def _run(*cmd: str) -> subprocess.CompletedProcess:
-    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=60)
+def _run(tool: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([_which(tool) or tool, *args], capture_output=True, text=True,
+                          timeout=60)
 
 
 def _first_line(r: subprocess.CompletedProcess) -> str:
