@@ -23,7 +23,9 @@ GOOD = "DCIM/100CANON/DSC_0001.JPG"
 
 
 class FlipOnOpens(fsio.FileIO):
-    """The card file `name` comes back with one flipped bit on the given opens (1-based)."""
+    """The card file `name` (its path on the card: the sample card holds two DSC_0001.JPG,
+    whose opens must not count for each other) comes back with one flipped bit on the given
+    opens (1-based)."""
 
     def __init__(self, name: str, opens: set[int]):
         self.name, self.flip_on, self.opens, self.flaky, self.flipped = name, opens, 0, set(), 0
@@ -59,7 +61,7 @@ def copies_hold_card_bytes(card: Path, result) -> bool:
 
 @pytest.mark.parametrize("decode", [False, True])
 def test_one_wrong_card_read_is_caught_and_read_again(card, dests, decode):
-    io = FlipOnOpens(GOOD.rpartition("/")[2], {1})  # the read that is written
+    io = FlipOnOpens(GOOD, {1})  # the read that is written
     result = offload(card, dests, io=io, decode=decode, previews=False)
     rec = next(r for r in result.records if r.path == GOOD)
     assert io.flipped == 1
@@ -70,7 +72,7 @@ def test_one_wrong_card_read_is_caught_and_read_again(card, dests, decode):
 
 
 def test_a_wrong_second_read_never_passes_the_first(card, dests):
-    io = FlipOnOpens(GOOD.rpartition("/")[2], {2})  # the verifying read is the odd one
+    io = FlipOnOpens(GOOD, {2})  # the verifying read is the odd one
     result = offload(card, dests, io=io)
     rec = next(r for r in result.records if r.path == GOOD)
     assert io.flipped == 1 and rec.status is Status.RECOPIED
@@ -78,7 +80,7 @@ def test_a_wrong_second_read_never_passes_the_first(card, dests):
 
 
 def test_a_card_that_never_settles_is_flagged_and_nothing_is_renamed(card, dests):
-    io = FlipOnOpens(GOOD.rpartition("/")[2], {1, 3, 5})  # every copying read is wrong
+    io = FlipOnOpens(GOOD, {1, 3, 5})  # every copying read is wrong
     result = offload(card, dests, io=io, retries=2)
     rec = next(r for r in result.records if r.path == GOOD)
     assert io.flipped == 3

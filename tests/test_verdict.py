@@ -490,8 +490,8 @@ def test_accept_takes_paths_as_status_lists_them_and_refuses_others(card, tmp_pa
 
 
 def second_read_differs(name: str) -> FlipOnOpens:
-    """A marginal reader: the second time the card file `name` is opened, one byte of what is
-    read comes back wrong."""
+    """A marginal reader: the second time the card file `name` (its path on the card) is
+    opened, one byte of what is read comes back wrong."""
     return FlipOnOpens(name, {2})
 
 
@@ -500,13 +500,13 @@ def test_a_card_that_reads_differently_while_a_rotted_copy_is_replaced_is_flagge
     rotted = copy_of(first, GOOD, disks[0])
     rot(rotted)
     # With a read left, the odd read is outvoted: a third read agrees with the first.
-    again = offload(card, disks, io=second_read_differs(GOOD.rpartition("/")[2]))
+    again = offload(card, disks, io=second_read_differs(GOOD))
     rec = next(r for r in again.records if r.path == GOOD)
     assert rec.status is Status.RECOPIED and rec.card_reads == 3, (rec.status, rec.detail)
     assert rotted.read_bytes() == (card / GOOD).read_bytes()
     rot(rotted)
     # With none left, the content never settles: flagged, never `duplicate`.
-    again = offload(card, disks, io=second_read_differs(GOOD.rpartition("/")[2]), retries=0)
+    again = offload(card, disks, io=second_read_differs(GOOD), retries=0)
     rec = next(r for r in again.records if r.path == GOOD)
     assert rec.status is Status.NEEDS_RECOPY, (rec.status, rec.detail)  # never `duplicate`
     assert "different data on two reads" in rec.detail
