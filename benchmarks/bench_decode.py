@@ -20,7 +20,8 @@ import rawpy
 import simplejpeg
 
 from ingest.decode.jpeg import verify_jpeg
-from ingest.decode.raw import content_checks, read_structure, sensor_levels, verify_raw
+from ingest.decode.raw import read_structure, verify_raw
+from ingest.decode.sensor import content_checks, sensor_levels
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 RAWS = sorted((SAMPLES / "raw").iterdir()) if (SAMPLES / "raw").is_dir() else []
@@ -91,7 +92,8 @@ def test_raw_content_checks(benchmark, rate, path, clipped):
     with rawpy.RawPy() as raw:
         raw.open_buffer(io.BytesIO(data))
         stored, visible = raw.raw_image.copy(), raw.raw_image_visible.copy()
-        levels = sensor_levels(raw, read_structure(data, str(path)))
+        raw_ifd = read_structure(data, str(path)).tiff.raw_ifd()
+        levels = sensor_levels(raw, raw_ifd.tile_width if raw_ifd is not None else 0)
     if clipped:
         for frame in (stored, visible):
             frame[: frame.shape[0] // 2] = levels.white

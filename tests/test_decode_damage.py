@@ -28,7 +28,7 @@ import pytest
 from conftest import SAMPLES
 from fixtures import damage as dmg
 from ingest.decode.pool import DecodePool
-from ingest.decode.raw import (
+from ingest.decode.sensor import (
     _span_stats,
     constant_span_check,
     nonzero_check,

@@ -22,6 +22,7 @@ import simplejpeg
 
 from ingest.decode import DAMAGED, UNSUPPORTED, check, outcome
 from ingest.decode.jpeg import scale_args
+from ingest.decode.sensor import sensor_checks
 
 LIBRAW_VERSION = ".".join(str(n) for n in rawpy.libraw_version)
 
@@ -354,197 +355,10 @@ def _missing_codec(compression: int | None) -> str | None:
     return None
 
 
-# ---------------------------------------------------------------------------------------------
-# Content checks on unpacked sensor data (vectorised; tested on synthetic frames both ways).
-
-# Target span of one chunk of a row: short enough that a 64 KiB fill covers many chunks,
-# long enough that a real sensor never yields one of exactly constant value unless clipped.
-CHUNK_SAMPLES = 1024
-# Impossible-constant spans needed before the data is called damaged (one is already
-# implausible; two keep a single odd span from deciding alone).
-MIN_BAD_SPANS = 2
-# Share of non-zero values below which a plane is "mostly zero" (a dark frame on a camera
-# that clips at black still has ~30-50 % non-zero noise).
-MIN_NONZERO_SHARE = 0.01
 # Bits per pixel below which a file cannot hold the image it claims, whatever the codec.
 MIN_BITS_PER_PIXEL = 0.05
 # Lossless JPEG spends at least one bit per sample (shortest Huffman code); half for margin.
 MIN_LJ92_BITS_PER_SAMPLE = 0.5
-
-
-def _planes(data: np.ndarray, colors: int) -> list[np.ndarray]:
-    if data.ndim == 2:
-        return [data]
-    planes = [data[..., k] for k in range(data.shape[2])]
-    # Stack images carry a 4th plane that stays zero for 3-colour data.
-    if len(planes) > colors and not planes[-1].any():
-        planes = planes[:colors]
-    return planes
-
-
-# Samples at the start of each span that screen it: a constant span or a ramp shows in
-# them already, and 16 uint16 are four 64-bit words, compared as words below.
-SCREEN = 16
-_LANES = np.uint64(0x0001000100010001)  # one uint16 repeated in each of a word's 4 lanes
-
-
-Extremes = tuple[np.ndarray, np.ndarray]  # per span: min, max
-
-
-def _span_stats(plane: np.ndarray, chunk: int
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, Extremes | None]:
-    """Per span of `chunk` samples along the rows: the spans (h, spans per row, span), whether
-    each is exactly constant, whether each is an exact ramp, the spans per row, and each
-    span's min and max where they were computed.
-
-    A ramp is exactly linear per CFA colour (second differences at step 2 all zero, slope not
-    zero), computed in wrapping uint16 arithmetic: a corrupt lossless-JPEG predictor chain
-    decodes to such a ramp, wrapping past 65535, while sensor noise never lines up over a
-    whole span.
-
-    Both are screened on each span's first SCREEN samples; only the few spans that pass are
-    checked in full. This does not change a verdict (a span that fails the screen cannot be
-    constant or a ramp), and costs a third of a min and a max over every sample. When many
-    spans pass (clipping, a fill), one min and max over every span is cheaper than copying
-    the candidates out, and the caller needs them then anyway.
-    """
-    h, w = plane.shape
-    cw = max(1, min(chunk, w))
-    k = w // cw
-    # A view (h, spans per row, span): rows are not contiguous when spans leave a remainder.
-    spans = plane[:, :k * cw].reshape(h, k, cw).astype(np.uint16, copy=False)
-    if cw < SCREEN:
-        extremes = _extremes(spans)
-        const = extremes[0] == extremes[1]
-        ramp = _ramps(spans.reshape(-1, cw)) if cw >= 8 else np.zeros_like(const)
-        return spans, const, ramp, k, extremes
-    head = np.ascontiguousarray(spans[:, :, :SCREEN]).reshape(-1, SCREEN)
-    words = head.view(np.uint64)  # (n, 4); numpy reduces a short last axis slowly
-    lanes = head[:, 0].astype(np.uint64) * _LANES
-    const = (words[:, 0] == lanes) & (words[:, 1] == lanes) & (words[:, 2] == lanes) & \
-        (words[:, 3] == lanes)
-    step = head[:, 2:] - head[:, :-2]
-    curve = (step[:, 2:] - step[:, :-2]).view(np.uint64)  # (n, 3): 12 uint16 per span
-    # With no curve, the steps repeat every 2 samples: the first two give the slope.
-    ramp = ((curve[:, 0] | curve[:, 1] | curve[:, 2]) == 0) & ((step[:, 0] | step[:, 1]) != 0)
-    extremes = None
-    if np.count_nonzero(const) > const.size // 16:
-        extremes = _extremes(spans)
-        const = extremes[0] == extremes[1]
-    else:
-        _confirm(const, spans, _constant)
-    _confirm(ramp, spans, _ramps)
-    return spans, const, ramp, k, extremes
-
-
-def _confirm(mask: np.ndarray, spans: np.ndarray, exact) -> None:
-    """Check in full the spans that passed the screen (few: they are copied out)."""
-    idx = np.flatnonzero(mask)
-    if idx.size:
-        k = spans.shape[1]
-        mask[idx] = exact(spans[idx // k, idx % k])
-
-
-def _extremes(spans: np.ndarray) -> Extremes:
-    """Min and max of each span (along the last axis), flat."""
-    return spans.min(axis=-1).ravel(), spans.max(axis=-1).ravel()
-
-
-def _constant(spans: np.ndarray) -> np.ndarray:
-    mins, maxs = _extremes(spans)
-    return mins == maxs
-
-
-def _ramps(spans: np.ndarray) -> np.ndarray:
-    """Per row of `spans` (one span each): is it an exact ramp."""
-    step = spans[:, 2:] - spans[:, :-2]
-    # A slope of zero per colour is clipping with a different clip level per channel.
-    return ~(step[:, 2:] - step[:, :-2]).any(axis=1) & step.any(axis=1)
-
-
-def chunk_width(width: int, tile_width: int = 0) -> int:
-    """Spans of about CHUNK_SAMPLES; inside one tile for tiled data, whose damage is per tile
-    (a LJ92 DNG tile that fails to decode comes back as zeros while its neighbours are fine)."""
-    if 0 < tile_width < width:
-        parts = max(1, -(-tile_width // CHUNK_SAMPLES))
-        return max(1, tile_width // parts)
-    return max(1, width // max(1, -(-width // CHUNK_SAMPLES)))
-
-
-def _runs(mask: np.ndarray) -> int:
-    return int(np.count_nonzero(mask[1:] & ~mask[:-1]) + bool(mask[0])) if mask.size else 0
-
-
-def _fill_like(const: np.ndarray, values: np.ndarray, edge_values: np.ndarray,
-               candidates: np.ndarray) -> np.ndarray:
-    """Constant spans whose value barely occurs outside them.
-
-    A fill touches other spans only at its two ends (where it starts and stops mid-span);
-    clipping at that value shows up in many spans around a blown or crushed region.
-    """
-    bad = np.zeros_like(const)
-    for v in np.unique(values[candidates]):
-        at_v = const & (values == v)
-        if np.count_nonzero(edge_values == v) <= 2 * _runs(at_v):
-            bad |= at_v
-    return bad
-
-
-def constant_span_check(data: np.ndarray, *, black: int, white: int, colors: int = 3,
-                        tile_width: int = 0) -> dict:
-    """Row spans of filled data: exactly constant at a value no sensor produces, or ramps.
-
-    A constant span is impossible when its value is under half the black level, or below
-    every other part of the image (a zero fill under the noise floor), or above both the white
-    level and every other part of the image (a 0xFF fill) while hardly occurring elsewhere.
-    Clipped highlights sit at the data's own maximum and recur around the blown area; a
-    scanner border sits at the data's own minimum; neither is flagged. Spans next to a
-    constant one are left out of "every other part": a fill rarely starts on a span boundary.
-    """
-    chunk = chunk_width(data.shape[1], tile_width)
-    worst = (0, 0, 0, 1, "")  # bad spans, first bad span, plane, spans/row, kind
-    for p, plane in enumerate(_planes(data, colors)):
-        spans, const, ramp, per_row, extremes = _span_stats(plane, chunk)
-        ramp &= ~const
-        bad = ramp.copy()
-        if const.any():  # clipping and fills: rare, so only then a min and max of every span
-            mins, maxs = extremes or _extremes(spans)
-            near = const.copy()
-            near[1:] |= const[:-1]
-            near[:-1] |= const[1:]
-            near[per_row:] |= const[:-per_row]
-            near[:-per_row] |= const[per_row:]
-            clean = ~near
-            if black > 0:
-                bad |= const & (mins < black // 2)
-            if clean.any():
-                lo, hi = mins[clean].min(), maxs[clean].max()
-                varied = ~const
-                bad |= _fill_like(const, mins, mins[varied], const & (mins < lo))
-                bad |= _fill_like(const, mins, maxs[varied],
-                                  const & (mins > hi) & (mins > white))
-        count = int(np.count_nonzero(bad))
-        if count > worst[0]:
-            first = int(np.argmax(bad))
-            row, col = divmod(first, per_row)
-            kind = "a ramp" if ramp[first] else f"exactly {int(spans[row, col, 0])}"
-            worst = (count, first, p, per_row, kind)
-    count, first, plane_no, per_row, kind = worst
-    if count < MIN_BAD_SPANS:
-        return check("constant_rows", True, "no impossible constant spans")
-    where = f" in plane {plane_no}" if data.ndim == 3 else ""
-    return check("constant_rows", False,
-                 f"{count} row spans of {chunk} samples are filled, not sensor output (first: "
-                 f"{kind} at row {first // per_row}{where}; black {black}, white {white})")
-
-
-def nonzero_check(data: np.ndarray, colors: int = 3) -> dict:
-    shares = [float(np.count_nonzero(p)) / p.size for p in _planes(data, colors) if p.size]
-    low = min(shares) if shares else 0.0
-    detail = "non-zero share per plane " + ", ".join(f"{s:.1%}" for s in shares)
-    if low < MIN_NONZERO_SHARE:
-        return check("nonzero", False, f"raw data mostly zero ({detail})")
-    return check("nonzero", True, detail)
 
 
 def _dng_raw_ifd(st: Structure) -> Ifd | None:
@@ -636,32 +450,6 @@ def _thumb_check(raw: rawpy.RawPy, long_edge: int | None = None
             pixels, max(pixels.shape[:2]))
 
 
-@dataclass(slots=True, frozen=True)
-class SensorLevels:
-    """What the content checks need to know about a file's sensor data."""
-    black: int
-    white: int
-    colors: int
-    tile_width: int  # 0: not tiled
-
-
-def sensor_levels(raw: rawpy.RawPy, st: Structure) -> SensorLevels:
-    raw_ifd = st.tiff.raw_ifd() if st.tiff else None
-    return SensorLevels(
-        black=min(raw.black_level_per_channel),
-        white=max([raw.white_level] + list(raw.camera_white_level_per_channel or [])),
-        colors=raw.num_colors,
-        tile_width=raw_ifd.tile_width if raw_ifd is not None else 0)
-
-
-def content_checks(stored: np.ndarray, visible: np.ndarray, lv: SensorLevels) -> list[dict]:
-    """The checks on unpacked sensor data: impossible constant spans, and a mostly zero plane.
-    Tiled data is checked in stored coordinates so spans line up with the tiles."""
-    return [constant_span_check(stored if lv.tile_width else visible, black=lv.black,
-                                white=lv.white, colors=lv.colors, tile_width=lv.tile_width),
-            nonzero_check(visible, lv.colors)]
-
-
 def verify_raw(path: str, data: bytes, preview_long_edge: int | None = None) -> RawDecode:
     """Open from memory (the bytes are read once by the caller), unpack, check."""
     name = decoder_name()
@@ -683,7 +471,8 @@ def verify_raw(path: str, data: bytes, preview_long_edge: int | None = None) -> 
     if structure is not None:
         checks.append(structure)
     checks.append(size_check(st, raw.sizes.raw_height, raw.sizes.raw_width))
-    checks += content_checks(image, raw.raw_image_visible, sensor_levels(raw, st))
+    raw_ifd = st.tiff.raw_ifd() if st.tiff else None
+    checks += sensor_checks(raw, raw_ifd.tile_width if raw_ifd is not None else 0)
     thumb_check, thumb, thumb_long_edge = _thumb_check(raw, preview_long_edge)
     checks.append(thumb_check)
     return RawDecode(outcome(name, checks), raw=raw, thumb=thumb,

@@ -33,7 +33,7 @@ def decoder_for_kind(kind: str) -> str:
         from ingest.decode.jpeg import decoder_name
         return decoder_name()
     if kind == "heif":
-        from ingest.decode.other import heif_decoder_name
+        from ingest.decode.heif import heif_decoder_name
         return heif_decoder_name()
     if kind == "tiff":
         from ingest.decode.other import tiff_decoder_name
@@ -127,7 +127,7 @@ def _decode_bytes(path: str, kind: str, data: bytes, req: dict | None):
         dec = verify_jpeg(data, size)
         return dec.result, dec
     if kind == "heif":
-        from ingest.decode.other import verify_heif
+        from ingest.decode.heif import verify_heif
         dec = verify_heif(data)
         return dec.result, dec
     if kind == "tiff":
