@@ -91,6 +91,8 @@ class Ifd:
     data_bytes: int = 0
     data_end: int = 0
     tile_width: int = 0
+    # (offset, byte count) of each strip or tile of the image data, in file order of the tags
+    ranges: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -197,6 +199,8 @@ def _ifd_from_tags(off: int, tags: dict[int, object], size: int, info: TiffInfo)
         if not offsets or len(offsets) != len(counts):
             continue
         ifd.data_bytes += sum(counts)
+        if off_tag != 513:  # 513/514: a JPEG preview, not the image's strips or tiles
+            ifd.ranges.extend(zip(offsets, counts, strict=True))
         ifd.data_end = max(ifd.data_end, max(o + c for o, c in zip(offsets, counts, strict=True)))
     if ifd.data_end > size:
         info.problems.append(
@@ -471,8 +475,7 @@ def verify_raw(path: str, data: bytes, preview_long_edge: int | None = None) -> 
     if structure is not None:
         checks.append(structure)
     checks.append(size_check(st, raw.sizes.raw_height, raw.sizes.raw_width))
-    raw_ifd = st.tiff.raw_ifd() if st.tiff else None
-    checks += sensor_checks(raw, raw_ifd.tile_width if raw_ifd is not None else 0)
+    checks += sensor_checks(raw, _dng_raw_ifd(st), data)
     thumb_check, thumb, thumb_long_edge = _thumb_check(raw, preview_long_edge)
     checks.append(thumb_check)
     return RawDecode(outcome(name, checks), raw=raw, thumb=thumb,

@@ -9,11 +9,23 @@ Vectorised; tested on synthetic frames both ways (tests/test_decode_damage.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import rawpy
 
 from ingest.decode import check
+
+
+class StoredImage(Protocol):
+    """Where a file's raw image lies in its bytes (raw.Ifd is one)."""
+    width: int
+    height: int
+    bits: int
+    samples: int
+    compression: int | None
+    tile_width: int
+    ranges: list[tuple[int, int]]  # (offset, byte count) of each strip or tile
 
 # Target span of one chunk of a row: short enough that a 64 KiB fill covers many chunks,
 # long enough that a real sensor never yields one of exactly constant value unless clipped.
@@ -228,6 +240,8 @@ def content_checks(stored: np.ndarray, visible: np.ndarray, lv: SensorLevels) ->
             nonzero_check(visible, lv.colors)]
 
 
-def sensor_checks(raw: rawpy.RawPy, tile_width: int = 0) -> list[dict]:
-    """The content checks of an unpacked file (`raw.raw_image` already read)."""
+def sensor_checks(raw: rawpy.RawPy, stored: StoredImage | None, data: bytes) -> list[dict]:
+    """The content checks of an unpacked file (`raw.raw_image` already read). `stored` is
+    where a DNG says its raw image lies in `data` (None for other formats)."""
+    tile_width = stored.tile_width if stored is not None else 0
     return content_checks(raw.raw_image, raw.raw_image_visible, sensor_levels(raw, tile_width))
