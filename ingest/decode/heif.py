@@ -13,11 +13,28 @@ import numpy as np
 import pillow_heif
 
 from ingest.decode import check, outcome
+from ingest.decode.isobmff import item_ranges, parse_heif
 from ingest.decode.other import ImageDecode
+
+# Item types whose data is HEVC-coded pixels (ISO/IEC 23008-12: hvc1 image items).
+HEVC_ITEM_TYPES = frozenset({"hvc1"})
 
 
 def heif_decoder_name() -> str:
     return f"pillow-heif {pillow_heif.__version__} (libheif {pillow_heif.libheif_version()})"
+
+
+def coded_data_ranges(data: bytes) -> list[tuple[int, int]]:
+    """(offset, length) of the coded HEVC data of every image item, sorted by offset.
+
+    Grid tiles, the primary, thumbnails and auxiliary images (gain map, depth, alpha) alike; not
+    Exif/XMP items, not the boxes, not an appended motion-photo clip. For damage tests that must
+    hit image data. Raises `isobmff.StructureError` (a ValueError) when the boxes are broken.
+    """
+    heif = parse_heif(data)
+    ranges = [r for item in heif.items.values() if item.type in HEVC_ITEM_TYPES
+              for r in item_ranges(heif, item)]
+    return sorted(ranges)
 
 
 def verify_heif(data: bytes) -> ImageDecode:
