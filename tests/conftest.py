@@ -17,7 +17,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 
 # Reliability table: each fault test records a row; INGEST_WRITE_RELIABILITY=1 writes
 # docs/reliability.md at the end of the session (tests/reliability_table.py).
-pytest_plugins = ["reliability_table"]
+pytest_plugins = ["reliability_table", "detection_table"]
 
 
 def samples_dir(sub: str = "") -> Path:

@@ -1,0 +1,381 @@
+"""The rows of docs/detection.md: damage applied to real camera files, legitimate odd scenes,
+and what the decode check said about each.
+
+Nothing in that document is written by hand. Tests record rows through the `detection`
+fixture:
+
+- `detection.damage(fmt, sample, kind, size, offset, verdict, check, detail)`: one damaged copy
+  of a real sample and its decode verdict (the seeded detection matrix,
+  tests/test_detection_matrix.py). `kind` is the damage kind ("truncation", "zero fill",
+  "0xFF fill", "bit-flip burst", "single bit flip", ...), `size` its size in bytes (an int) or a
+  label ("kept 90 %"), `offset` where it was applied (an int, or a label naming seed and
+  offset), `check` the decode check that failed (empty when none did). Keyword-only extras:
+  `coding` (how the image data is coded: "lossless JPEG", "uncompressed", "HEVC", ...) and
+  `blind` (why a decode cannot be expected to see this damage: the cell is then listed under
+  "Damage only the checksum can catch" instead of being held to a catch rate).
+- `detection.scene(scene, source, fmt, verdict, detail)`: a legitimate but unusual image (a
+  black frame, a blown sky, a scanner border, ...) and its verdict; it must not be called
+  damaged (tests/test_legit_scenes.py).
+
+Rows are JSON lines in the file named by INGEST_DETECTION_OUT (default: a new temporary file
+per pytest session). At the end of the session, with INGEST_WRITE_DETECTION=1, they are rendered
+into docs/detection.md. Registered as a pytest plugin in tests/conftest.py (`pytest_plugins`),
+or with `-p detection_table` and tests/ on the path.
+
+A damaged copy counts as caught when its verdict is "damaged". "unsupported" is NOT caught (damage
+must never pass as an unsupported format) and is listed on its own, as are "crashed" and
+"timeout" (a worker that died or hung: a failure of the test, never a catch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import tempfile
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+ROWS_ENV = "INGEST_DETECTION_OUT"
+WRITE_ENV = "INGEST_WRITE_DETECTION"
+FULL_MATRIX_ENV = "INGEST_FULL_MATRIX"  # the same switch as tests/reliability_table.py
+DOC = Path(__file__).resolve().parents[1] / "docs" / "detection.md"
+COMMAND = ("INGEST_FULL_MATRIX=1 INGEST_WRITE_DETECTION=1 .venv/bin/python -m pytest -q "
+           "-p no:cacheprovider tests/test_detection_matrix.py tests/test_legit_scenes.py")
+
+CAUGHT = "damaged"
+# The order of the damage kinds in the document; kinds not listed follow in name order.
+KINDS = ["truncation", "zero fill", "0xFF fill", "bit-flip burst", "single bit flip"]
+
+_ROWS = pytest.StashKey[str]()
+_OUTCOMES = pytest.StashKey[dict[str, str]]()
+_OWN_FILE = pytest.StashKey[bool]()
+
+
+def rows_path(config: pytest.Config) -> str:
+    if _ROWS not in config.stash:
+        path = os.environ.get(ROWS_ENV)
+        if not path:
+            fd, path = tempfile.mkstemp(prefix="ingest-detection-", suffix=".jsonl")
+            os.close(fd)
+            config.stash[_OWN_FILE] = True  # ours: removed when the session ends
+        config.stash[_ROWS] = path
+    return config.stash[_ROWS]
+
+
+class Recorder:
+    """Appends one JSON line per damaged copy or scene; bound to one test."""
+
+    def __init__(self, path: str, nodeid: str):
+        self.path = path
+        self.nodeid = nodeid
+
+    def _write(self, line: dict) -> None:
+        line["test"] = self.nodeid
+        with open(self.path, "a", encoding="utf-8") as out:
+            out.write(json.dumps(line, ensure_ascii=True) + "\n")
+
+    def damage(self, fmt: str, sample: str, kind: str, size: int | str, offset: int | str,
+               verdict: str, check: str, detail: str, *, coding: str = "",
+               blind: str = "") -> None:
+        self._write({"type": "damage", "format": str(fmt), "sample": str(sample),
+                     "kind": str(kind), "size": size if isinstance(size, int) else str(size),
+                     "offset": offset if isinstance(offset, int) else str(offset),
+                     "verdict": str(verdict), "check": str(check or ""),
+                     "detail": str(detail or ""), "coding": str(coding), "blind": str(blind)})
+
+    def scene(self, scene: str, source: str, fmt: str, verdict: str, detail: str) -> None:
+        self._write({"type": "scene", "scene": str(scene), "source": str(source),
+                     "format": str(fmt), "verdict": str(verdict), "detail": str(detail or "")})
+
+
+@pytest.fixture(name="detection")
+def detection_fixture(request) -> Recorder:
+    return Recorder(rows_path(request.config), request.node.nodeid)
+
+
+# --- pytest hooks ----------------------------------------------------------------------------
+
+
+class _OutcomeLog:
+    def __init__(self) -> None:
+        self.outcomes: dict[str, str] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if hasattr(report, "wasxfail"):
+            self.outcomes[report.nodeid] = "xfail" if report.skipped else "XPASS"
+        elif report.failed:
+            self.outcomes[report.nodeid] = "failed"
+        elif report.when == "call" or report.skipped:
+            self.outcomes.setdefault(report.nodeid, report.outcome)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    log = _OutcomeLog()
+    config.stash[_OUTCOMES] = log.outcomes
+    config.pluginmanager.register(log, "ingest-detection-outcomes")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _ROWS not in session.config.stash:
+        return  # no detection test ran
+    path = rows_path(session.config)
+    rows = []
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            rows = [json.loads(line) for line in fh if line.strip()]
+        if session.config.stash.get(_OWN_FILE, False):
+            os.unlink(path)
+    if os.environ.get(WRITE_ENV) != "1" or not rows:
+        return
+    args = " ".join(shlex.quote(a) for a in session.config.invocation_params.args)
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(render(rows, session.config.stash[_OUTCOMES], args), encoding="utf-8")
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"detection table: {len(rows)} rows written to {DOC}")
+
+
+# --- the document ----------------------------------------------------------------------------
+
+
+def library_versions() -> list[str]:
+    """The decoders a verdict rests on, as this process has them."""
+    out = []
+    try:
+        import rawpy
+
+        out.append(f"rawpy {rawpy.__version__} (LibRaw "
+                   f"{'.'.join(str(p) for p in rawpy.libraw_version)})")
+    except Exception as exc:  # noqa: BLE001
+        out.append(f"rawpy unavailable ({exc})")
+    try:
+        import simplejpeg
+
+        out.append(f"simplejpeg {simplejpeg.__version__} (libjpeg-turbo, bundled)")
+    except Exception as exc:  # noqa: BLE001
+        out.append(f"simplejpeg unavailable ({exc})")
+    try:
+        import pillow_heif
+
+        libheif = getattr(pillow_heif, "libheif_version", lambda: "?")()
+        out.append(f"pillow-heif {pillow_heif.__version__} (libheif {libheif})")
+    except Exception as exc:  # noqa: BLE001
+        out.append(f"pillow-heif unavailable ({exc})")
+    try:
+        import PIL
+
+        out.append(f"Pillow {PIL.__version__}")
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        import av
+
+        ffmpeg = ".".join(str(p) for p in av.library_versions.get("libavcodec", ()))
+        out.append(f"PyAV {av.__version__} (libavcodec {ffmpeg})")
+    except Exception:  # noqa: BLE001 - optional
+        pass
+    return out
+
+
+def _cell(text: object) -> str:
+    s = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    s = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in s)
+    return s.replace("|", "\\|")
+
+
+def size_label(size: int | str) -> str:
+    if not isinstance(size, int):
+        return str(size)
+    for unit, n in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= n and size % n == 0:
+            return f"{size // n} {unit}"
+    return f"{size} B"
+
+
+def _size_key(size: int | str) -> tuple:
+    return (0, size, "") if isinstance(size, int) else (1, 0, str(size))
+
+
+def _kind_key(kind: str) -> tuple:
+    return (KINDS.index(kind), "") if kind in KINDS else (len(KINDS), kind)
+
+
+def _rate(rows: list[dict]) -> str:
+    caught = sum(r["verdict"] == CAUGHT for r in rows)
+    return f"{caught}/{len(rows)} ({100 * caught / len(rows):.0f} %)" if rows else "–"
+
+
+def _share(rows: list[dict]) -> float:
+    return sum(r["verdict"] == CAUGHT for r in rows) / len(rows) if rows else 0.0
+
+
+def render(rows: list[dict], outcomes: dict[str, str], args: str = "") -> str:
+    damage = [r for r in rows if r["type"] == "damage"]
+    scenes = [r for r in rows if r["type"] == "scene"]
+    full = os.environ.get(FULL_MATRIX_ENV) == "1"
+    formats = sorted({r["format"] for r in damage})
+    kinds = sorted({r["kind"] for r in damage}, key=_kind_key)
+    cells: dict[tuple, list[dict]] = defaultdict(list)
+    for r in damage:
+        cells[(r["format"], r["kind"], r["size"])].append(r)
+    verdicts = Counter(r["verdict"] for r in damage)
+    tests = {r["test"] for r in rows}
+    results = Counter(outcomes.get(t, "not run") for t in tests)
+    lines = [
+        "# Detection: which damage the decode check catches, and which only the checksum can",
+        "",
+        "Generated by the test suite; do not edit by hand. Regenerate with:",
+        "",
+        "```sh",
+        COMMAND,
+        "```",
+        "",
+        f"Generated {datetime.now(UTC):%Y-%m-%d} on {platform.system()} {platform.machine()}, "
+        f"Python {platform.python_version()}, by `pytest {_cell(args)}`; matrix: "
+        f"{'full (INGEST_FULL_MATRIX=1)' if full else 'the CI sample (no INGEST_FULL_MATRIX)'}.",
+        "",
+        "Decoders: " + "; ".join(library_versions()) + ".",
+        "",
+        "Every damaged copy of a real camera file (../shared/samples: raw, jpeg, heif) is decoded "
+        "the way an offload decodes it: `DecodePool` worker processes running `run_task`. A copy "
+        "is **caught** when its verdict is `damaged`. `unsupported` is not caught (damage must not "
+        "pass as a format ingest cannot read) and is counted on its own, as are `crashed` and "
+        "`timeout`. Offsets are seeded and lie inside the coded image data (strips, tiles, the "
+        "entropy-coded scan, the HEVC data), found by the locators in fixtures/damage.py.",
+        "",
+        "## Totals",
+        "",
+        "| damaged copies | caught | not caught (ok) | unsupported | crashed | timeout | "
+        "scenes | tests | results |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| {len(damage)} | {verdicts[CAUGHT]} | {verdicts['ok']} | {verdicts['unsupported']} | "
+        f"{verdicts['crashed']} | {verdicts['timeout']} | {len(scenes)} | {len(tests)} | "
+        + ", ".join(f"{n} {k}" for k, n in sorted(results.items())) + " |",
+        "",
+    ]
+    if damage:
+        lines += _matrix(damage, formats, kinds, cells)
+        lines += _per_sample(damage, kinds)
+        lines += _checks(damage, formats)
+        lines += _misses(damage)
+    lines += _scenes(scenes, outcomes)
+    lines += _blind(damage, cells)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _matrix(damage, formats, kinds, cells) -> list[str]:
+    codings = {}
+    for r in damage:
+        codings.setdefault(r["format"], r.get("coding", ""))
+    lines = ["## The matrix: format × damage × size", "",
+             "Share caught (caught/total). A cell marked † is one a decode cannot be expected to "
+             "see (see \"Damage only the checksum can catch\").", ""]
+    for kind in kinds:
+        sizes = sorted({r["size"] for r in damage if r["kind"] == kind}, key=_size_key)
+        lines += [f"### {kind}", "",
+                  "| format | image data | " + " | ".join(size_label(s) for s in sizes) + " |",
+                  "|---|---|" + "---:|" * len(sizes)]
+        for fmt in formats:
+            row = []
+            for s in sizes:
+                got = cells.get((fmt, kind, s), [])
+                mark = " †" if got and any(r.get("blind") for r in got) else ""
+                row.append(_rate(got) + mark if got else "–")
+            if any(c != "–" for c in row):
+                lines.append(f"| {_cell(fmt)} | {_cell(codings.get(fmt, ''))} | "
+                             + " | ".join(row) + " |")
+        lines.append("")
+    return lines
+
+
+def _per_sample(damage, kinds) -> list[str]:
+    samples = sorted({(r["format"], r["sample"]) for r in damage})
+    lines = ["## Per sample", "",
+             "Share caught per sample file and damage kind (all sizes together).", "",
+             "| sample | format | " + " | ".join(kinds) + " |",
+             "|---|---|" + "---:|" * len(kinds)]
+    for fmt, sample in samples:
+        mine = [r for r in damage if r["sample"] == sample and r["format"] == fmt]
+        lines.append(f"| `{_cell(sample)}` | {_cell(fmt)} | " + " | ".join(
+            _rate([r for r in mine if r["kind"] == k]) for k in kinds) + " |")
+    lines.append("")
+    return lines
+
+
+def _checks(damage, formats) -> list[str]:
+    names = sorted({r["check"] or "(none)" for r in damage if r["verdict"] == CAUGHT})
+    lines = ["## Which check caught it", "",
+             "Caught copies per format by the first decode check that failed (`decode`/`unpack`: "
+             "the decoder raised; `scan_data`: strict libjpeg-turbo; `constant_rows`, `nonzero`: "
+             "the sensor content checks; `structure`, `data_size`: the file's own layout).", "",
+             "| format | " + " | ".join(f"`{n}`" for n in names) + " |",
+             "|---|" + "---:|" * len(names)]
+    for fmt in formats:
+        got = Counter(r["check"] or "(none)" for r in damage
+                      if r["format"] == fmt and r["verdict"] == CAUGHT)
+        lines.append(f"| {_cell(fmt)} | " + " | ".join(str(got[n]) for n in names) + " |")
+    lines.append("")
+    return lines
+
+
+def _misses(damage) -> list[str]:
+    odd = [r for r in damage if r["verdict"] in ("unsupported", "crashed", "timeout")]
+    lines = ["## Damage reported as unsupported, crashed or timed out", ""]
+    if not odd:
+        return lines + ["None.", ""]
+    lines += ["| verdict | format | sample | damage | size | offset | detail |",
+              "|---|---|---|---|---:|---|---|"]
+    for r in sorted(odd, key=lambda r: (r["verdict"], r["format"], r["sample"],
+                                        _kind_key(r["kind"]), _size_key(r["size"]))):
+        lines.append(f"| `{r['verdict']}` | {_cell(r['format'])} | `{_cell(r['sample'])}` | "
+                     f"{_cell(r['kind'])} | {size_label(r['size'])} | {_cell(r['offset'])} | "
+                     f"{_cell(r['detail'][:200])} |")
+    lines.append("")
+    return lines
+
+
+def _scenes(scenes, outcomes) -> list[str]:
+    lines = ["## Legitimate scenes", "",
+             "Unusual but intact images (tests/test_legit_scenes.py): none may be called damaged.",
+             ""]
+    if not scenes:
+        return lines + ["No scene rows were recorded in this run.", ""]
+    lines += ["| scene | source | format | verdict | detail | test |", "|---|---|---|---|---|---|"]
+    for r in sorted(scenes, key=lambda r: (r["scene"], r["source"])):
+        name = r["test"].split("::", 1)[-1]
+        lines.append(f"| {_cell(r['scene'])} | {_cell(r['source'])} | {_cell(r['format'])} | "
+                     f"`{_cell(r['verdict'])}` | {_cell(r['detail'][:200])} | "
+                     f"{_cell(outcomes.get(r['test'], 'not run'))}: `{_cell(name)}` |")
+    lines.append("")
+    return lines
+
+
+def _blind(damage, cells) -> list[str]:
+    lines = ["## Damage only the checksum can catch", "",
+             "A decode proves a file decodes into a plausible image; it cannot prove the pixels "
+             "are the camera's. Where the image data carries no redundancy (uncompressed samples, "
+             "where every byte value is a legal pixel) or the damage is too small to break the "
+             "code (one flipped bit changes one coefficient or one sample), the decode check "
+             "cannot see it. There only the hash taken while reading the card, compared with the "
+             "copy's, protects the file. These cells are recorded, not held to a catch rate:", ""]
+    blind = defaultdict(list)
+    for key, got in cells.items():
+        reasons = sorted({r["blind"] for r in got if r.get("blind")})
+        if reasons:
+            blind[reasons[0]].append((key, got))
+    if not blind:
+        return lines + ["No such cells were recorded in this run.", ""]
+    lines += ["| format | damage | size | caught by the decode anyway | why the decode cannot "
+              "see it |", "|---|---|---|---:|---|"]
+    for reason in sorted(blind):
+        for (fmt, kind, size), got in sorted(blind[reason], key=lambda kg: (
+                kg[0][0], _kind_key(kg[0][1]), _size_key(kg[0][2]))):
+            lines.append(f"| {_cell(fmt)} | {_cell(kind)} | {size_label(size)} | {_rate(got)} | "
+                         f"{_cell(reason)} |")
+    lines.append("")
+    return lines
