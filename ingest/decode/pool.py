@@ -21,16 +21,10 @@ in the 1 GB benchmark). `submit`, `poll` and `drain` only touch queues shared wi
 Workers run with one OpenMP/BLAS thread each: LibRaw is built with OpenMP and would otherwise
 start a thread per core in every worker.
 
-Workers also have glibc zero the blocks malloc hands out (MALLOC_PERTURB_=255 fills each block
-_int_malloc returns with 255 ^ 0xff; only tiny blocks from the thread cache skip it, and freed
-memory reads 0xff): LibRaw leaves the tiles of a lossless-JPEG DNG that it fails to decode
-uninitialised, without raising. In a fresh process they read as zeros, which the content
-checks flag; in a worker that has decoded other files they held stale heap data, pixels of an
-earlier image, and the damage passed as "ok" (measured on the D5000 sample with a 64 KiB zero
-block). Zeroed blocks make a worker's hundredth file behave like its first. An earlier fix
-(MALLOC_MMAP_THRESHOLD_, fresh pages from the kernel for every large buffer) did the same but
-cost 9% more decode CPU in page faults on the 1 GB benchmark card; the memset costs about 3%
-(0.9 of 30 decode CPU-s in a perf profile of that card).
+A damaged lossless-JPEG DNG tile that LibRaw cannot decode is left uninitialised, without an
+error: in a worker that has decoded other files it holds an earlier image's pixels. That used
+to be made visible with glibc's MALLOC_PERTURB_, which other C libraries ignore; the tile proof
+in decode/lj92.py now finds such a tile from the stored data, whatever the heap held.
 """
 
 from __future__ import annotations
@@ -58,7 +52,6 @@ WORKER_ENV = {
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
-    "MALLOC_PERTURB_": "255",
 }
 # How long an idle worker lives before loky retires it.
 IDLE_WORKER_SECONDS = 300

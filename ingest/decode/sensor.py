@@ -14,7 +14,9 @@ from typing import Protocol
 import numpy as np
 import rawpy
 
-from ingest.decode import check
+from ingest.decode import check, dct_tiles, lj92
+
+LOSSLESS_JPEG = 7  # TIFF/DNG Compression: JPEG (in raw DNGs, lossless JPEG or lossy DCT tiles)
 
 
 class StoredImage(Protocol):
@@ -137,71 +139,88 @@ def chunk_width(width: int, tile_width: int = 0) -> int:
     return max(1, width // max(1, -(-width // CHUNK_SAMPLES)))
 
 
-def _runs(mask: np.ndarray) -> int:
-    return int(np.count_nonzero(mask[1:] & ~mask[:-1]) + bool(mask[0])) if mask.size else 0
-
-
-def _fill_like(const: np.ndarray, values: np.ndarray, edge_values: np.ndarray,
-               candidates: np.ndarray) -> np.ndarray:
-    """Constant spans whose value barely occurs outside them.
-
-    A fill touches other spans only at its two ends (where it starts and stops mid-span);
-    clipping at that value shows up in many spans around a blown or crushed region.
-    """
-    bad = np.zeros_like(const)
-    for v in np.unique(values[candidates]):
-        at_v = const & (values == v)
-        if np.count_nonzero(edge_values == v) <= 2 * _runs(at_v):
-            bad |= at_v
-    return bad
-
-
-def constant_span_check(data: np.ndarray, *, black: int, white: int, colors: int = 3,
+def ramp_check(data: np.ndarray, *, black: int, white: int, colors: int = 3,
                         tile_width: int = 0) -> dict:
-    """Row spans of filled data: exactly constant at a value no sensor produces, or ramps.
+    """Row spans that are exact ramps: decisive. Constant spans: reported, never decisive.
 
-    A constant span is impossible when its value is under half the black level, or below
-    every other part of the image (a zero fill under the noise floor), or above both the white
-    level and every other part of the image (a 0xFF fill) while hardly occurring elsewhere.
-    Clipped highlights sit at the data's own maximum and recur around the blown area; a
-    scanner border sits at the data's own minimum; neither is flagged. Spans next to a
-    constant one are left out of "every other part": a fill rarely starts on a span boundary.
+    A ramp is exactly linear per CFA colour over a whole span: a lossless-JPEG predictor chain
+    fed a fill decodes to one (a fixed difference per sample, wrapping past 65535), while a
+    sensor's noise never lines up over CHUNK_SAMPLES samples. Only single-plane data (CFA or
+    monochrome sensor output) is judged: a demosaiced or synthetic LinearRaw image may hold a
+    real gradient.
+
+    A constant span is what a fill of uncompressed data looks like, but also what a blown sky,
+    a studio backdrop, a specular highlight, crushed blacks, a star field on a black-0 sensor,
+    a lens-cap frame or a film scan's clipped edge look like, at levels a white-level tag often
+    gets wrong (the D5000's says 3840 while it clips at 4095). So constant spans are counted in
+    the detail and left to the checks that can decide: the zero runs below a real black offset
+    (below_black_check), the lossless-JPEG tile proof, and the checksum.
     """
     chunk = chunk_width(data.shape[1], tile_width)
-    worst = (0, 0, 0, 1, "")  # bad spans, first bad span, plane, spans/row, kind
-    for p, plane in enumerate(_planes(data, colors)):
-        spans, const, ramp, per_row, extremes = _span_stats(plane, chunk)
+    ramps, flat, found = 0, 0, ""
+    for plane in _planes(data, colors):
+        _, const, ramp, per_row, _ = _span_stats(plane, chunk)
+        flat += int(np.count_nonzero(const))
+        if data.ndim != 2:
+            continue
         ramp &= ~const
-        bad = ramp.copy()
-        if const.any():  # clipping and fills: rare, so only then a min and max of every span
-            mins, maxs = extremes or _extremes(spans)
-            near = const.copy()
-            near[1:] |= const[:-1]
-            near[:-1] |= const[1:]
-            near[per_row:] |= const[:-per_row]
-            near[:-per_row] |= const[per_row:]
-            clean = ~near
-            if black > 0:
-                bad |= const & (mins < black // 2)
-            if clean.any():
-                lo, hi = mins[clean].min(), maxs[clean].max()
-                varied = ~const
-                bad |= _fill_like(const, mins, mins[varied], const & (mins < lo))
-                bad |= _fill_like(const, mins, maxs[varied],
-                                  const & (mins > hi) & (mins > white))
-        count = int(np.count_nonzero(bad))
-        if count > worst[0]:
-            first = int(np.argmax(bad))
-            row, col = divmod(first, per_row)
-            kind = "a ramp" if ramp[first] else f"exactly {int(spans[row, col, 0])}"
-            worst = (count, first, p, per_row, kind)
-    count, first, plane_no, per_row, kind = worst
-    if count < MIN_BAD_SPANS:
-        return check("constant_rows", True, "no impossible constant spans")
-    where = f" in plane {plane_no}" if data.ndim == 3 else ""
-    return check("constant_rows", False,
-                 f"{count} row spans of {chunk} samples are filled, not sensor output (first: "
-                 f"{kind} at row {first // per_row}{where}; black {black}, white {white})")
+        count = int(np.count_nonzero(ramp))
+        if count > ramps:
+            row, col = divmod(int(np.argmax(ramp)), per_row)
+            ramps, found = count, f"row {row}, columns {col * chunk}..{(col + 1) * chunk - 1}"
+    note = f"; {flat} constant spans (clipping or a flat scene: not a finding)" if flat else ""
+    if ramps < MIN_BAD_SPANS:
+        return check("ramps", True, f"no exact ramps in spans of {chunk}{note}")
+    return check("ramps", False,
+                 f"{ramps} row spans of {chunk} samples are exact ramps, not sensor output "
+                 f"(first at {found}; black {black}, white {white})")
+
+
+# Consecutive samples under half the black level that no sensor with a black offset reads:
+# the offset exists so that read noise never reaches zero. 64 is far below the 290 samples a
+# 512-byte sector holds at 14 bits, far above a dead pixel or two.
+MIN_BELOW_BLACK_RUN = 64
+# Black levels from which "under half of it" is physically out of reach (a few DN of offset
+# could be a rounding of a tag; real offsets are 64 to 2048 and more).
+MIN_BLACK_OFFSET = 16
+
+
+def below_black_check(data: np.ndarray, *, black: int, colors: int = 3) -> dict:
+    """Runs of samples under half a real black offset: a zero-filled block of uncompressed
+    data. Decisive, because both levels come from the data: the tag's black level counts only
+    when the rest of the data agrees (hardly any sample outside the runs falls under half of
+    it); a tag that claims an offset the sensor does not have is ignored."""
+    floor = black // 2
+    if black < MIN_BLACK_OFFSET:
+        return check("below_black", True, f"black level {black}: no offset to fall under")
+    worst, where, total_low, total = 0, "", 0, 0
+    for p, plane in enumerate(_planes(data, colors)):
+        flat = plane.reshape(-1)
+        total += flat.size
+        n_low = int(np.count_nonzero(flat < floor))
+        if not n_low:
+            continue
+        total_low += n_low
+        # Runs of one exact value (a fill writes one value; a sensor's noise never does).
+        starts = np.concatenate(([0], np.flatnonzero(flat[1:] != flat[:-1]) + 1))
+        lengths = np.diff(np.concatenate((starts, [flat.size])))
+        filled = (flat[starts] < floor) & (lengths >= MIN_BELOW_BLACK_RUN)
+        in_runs = int(lengths[filled].sum())
+        if in_runs > worst:
+            first = int(starts[np.argmax(filled)])
+            row, col = divmod(first, plane.shape[1])
+            plane_note = f" in plane {p}" if data.ndim == 3 else ""
+            worst, where = in_runs, f"row {row}, column {col}{plane_note}"
+    if not worst:
+        return check("below_black", True, f"no runs under half the black level {black}")
+    stray = total_low - worst  # under half the black level, yet not in a fill's runs
+    if stray > max(16, total // 1000):
+        return check("below_black", True,
+                     f"{total_low} samples under half the black level {black}: the data does "
+                     f"not have that offset, so the tag is not trusted")
+    return check("below_black", False,
+                 f"{worst} samples in runs under half the black level {black} (first at "
+                 f"{where}): a zero-filled block, not sensor output")
 
 
 def nonzero_check(data: np.ndarray, colors: int = 3) -> dict:
@@ -232,11 +251,15 @@ def sensor_levels(raw: rawpy.RawPy, tile_width: int = 0) -> SensorLevels:
         tile_width=tile_width)
 
 
-def content_checks(stored: np.ndarray, visible: np.ndarray, lv: SensorLevels) -> list[dict]:
-    """The checks on unpacked sensor data: impossible constant spans, and a mostly zero plane.
-    Tiled data is checked in stored coordinates so spans line up with the tiles."""
-    return [constant_span_check(stored if lv.tile_width else visible, black=lv.black,
+def content_checks(stored: np.ndarray, visible: np.ndarray, lv: SensorLevels,
+                   whole: bool = False) -> list[dict]:
+    """The checks on unpacked sensor data: exact ramps, zero runs under a real black offset,
+    and a mostly zero plane. Tiled data is checked for ramps in stored coordinates so spans
+    line up with the tiles. `whole`: every stored sample is the camera's (a DNG), so zero
+    runs are looked for in the margins too; other formats may keep padding there."""
+    return [ramp_check(stored if lv.tile_width else visible, black=lv.black,
                                 white=lv.white, colors=lv.colors, tile_width=lv.tile_width),
+            below_black_check(stored if whole else visible, black=lv.black, colors=lv.colors),
             nonzero_check(visible, lv.colors)]
 
 
@@ -244,4 +267,43 @@ def sensor_checks(raw: rawpy.RawPy, stored: StoredImage | None, data: bytes) -> 
     """The content checks of an unpacked file (`raw.raw_image` already read). `stored` is
     where a DNG says its raw image lies in `data` (None for other formats)."""
     tile_width = stored.tile_width if stored is not None else 0
-    return content_checks(raw.raw_image, raw.raw_image_visible, sensor_levels(raw, tile_width))
+    checks = []
+    if stored is not None and stored.compression == LOSSLESS_JPEG and stored.ranges:
+        first, count = stored.ranges[0]
+        if dct_tiles.is_dct(data[first:first + count]):
+            checks.append(dct_check(stored, data))
+        else:
+            checks.append(lj92_check(raw, stored, data))
+    return checks + content_checks(raw.raw_image, raw.raw_image_visible,
+                                   sensor_levels(raw, tile_width), whole=stored is not None)
+
+
+def dct_check(stored: StoredImage, data: bytes) -> dict:
+    """Lossy (DCT) tiles decoded a second time, strictly, by FFmpeg (see decode/dct_tiles.py)."""
+    bad = dct_tiles.decode_errors(data, stored.ranges)
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        return check("dct_tiles", False, f"{bad[0]}{more}: the compressed data is corrupt "
+                                         f"({dct_tiles.decoder_name()}, strict)")
+    return check("dct_tiles", True, f"{len(stored.ranges)} lossy JPEG tiles decode strictly")
+
+
+def lj92_check(raw: rawpy.RawPy, stored: StoredImage, data: bytes) -> dict:
+    """Every lossless-JPEG tile accounts exactly for its stored bits (see decode/lj92.py).
+
+    The samples are LibRaw's `raw_image`; they are the coded values only when LibRaw applied
+    no linearisation curve. A mismatch decides when that holds, or when other tiles of the
+    same file proved exact (the model then fits this writer; a tile that does not is damaged).
+    """
+    result = lj92.check_tiles(data, stored.ranges, raw.raw_image, stored.tile_width)
+    curve = raw.tone_curve
+    identity = curve is not None and bool((curve == np.arange(curve.size)).all())
+    counts = f"{result.checked} of {len(stored.ranges)} tiles exact"
+    if result.bad and (identity or result.checked):
+        more = f" (and {len(result.bad) - 1} more)" if len(result.bad) > 1 else ""
+        return check("lj92_tiles", False, f"{result.bad[0]}{more}; {counts}")
+    if result.bad:
+        return check("lj92_tiles", True, f"{counts}; not judged: LibRaw maps the stored "
+                                         f"values through a curve")
+    return check("lj92_tiles", True, counts + (f", {result.unchecked} not checkable"
+                                               if result.unchecked else ""))

@@ -11,7 +11,7 @@ that each worker keeps (a worker plugin owns it). That gives the cluster the loc
 guarantees: a decoder that segfaults or hangs costs one file's verdict ("crashed" or
 "timeout"), never a Dask worker (whose death Dask would retry on the next worker, and then
 abort the whole run), and the decode process starts with `WORKER_ENV`
-(MALLOC_PERTURB_ and one OpenMP thread; see decode/pool.py) whatever environment the
+(one OpenMP thread; see decode/pool.py) whatever environment the
 worker was started with. A worker must therefore be allowed to start processes: Dask's nanny
 starts workers as daemons unless `distributed.worker.daemon` is False
 (DASK_DISTRIBUTED__WORKER__DAEMON=False), which is checked before any file is sent.
@@ -55,7 +55,7 @@ CONNECT_SECONDS = 30.0
 # few enough that a time budget stops the run close to when it runs out.
 QUEUED_PER_THREAD = 4
 # How the nanny must start workers: allowed to have children (the decode process), and with
-# the decode environment set before the process starts (glibc reads MALLOC_* at start-up).
+# the decode environment (one OpenMP thread) set before the process starts.
 _CLUSTER_CONFIG = {"distributed.worker.daemon": False}
 
 

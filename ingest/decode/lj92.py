@@ -1,0 +1,266 @@
+"""Proof that each lossless-JPEG (LJ92) tile of a DNG decoded from its stored data, exactly.
+
+A lossless JPEG codes every sample as a Huffman code for the size of its difference from a
+prediction, followed by that many bits. An encoder therefore writes exactly
+
+    sum over the samples of (code length of the difference's size + the size)
+
+bits for a tile, then pads to the next byte with at most 7 one-bits (ITU T.81, F.1.2.3). That
+count can be computed back from the decoded samples alone. When a block of the stored data is
+zeroed or overwritten, the Huffman decoder loses step: it reads the fill as other codes, finds
+its footing again somewhere after, and decodes the tile's fixed number of samples out of a
+different number of bits. LibRaw raises no error for that (it stops when the tile has all its
+samples), and neither does it for a tile whose header it cannot parse: it skips the tile and
+leaves whatever its buffer held (zeros with glibc's MALLOC_PERTURB_, an earlier file's pixels
+without). Both show here as a tile whose samples do not account for its stored bits, whatever
+the C library. No legitimate encoder writes such a tile, so a mismatch decides `damaged`.
+
+What is not checked (the result says so, and the other checks still run): edge tiles whose
+padding samples LibRaw crops away are checked with the padding an encoder most often writes
+(the edge sample repeated) and only counted as proven when that accounts for the bits exactly,
+tiles using restart intervals or a point transform, and frames whose shape is not one sample
+row per tile row.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+_SOI, _EOI, _SOF3, _DHT, _SOS, _DRI = 0xD8, 0xD9, 0xC3, 0xC4, 0xDA, 0xDD
+# A header of this many bytes holds SOI, the tables, SOF3 and SOS of any real tile.
+_HEADER_BYTES = 4096
+
+
+@dataclass(slots=True)
+class Lj92Header:
+    precision: int
+    rows: int                 # Y: sample rows of the frame
+    columns: int              # X: samples per row, per component
+    components: int           # Nf
+    tables: list[int]         # the DC table each component uses, in scan order
+    predictor: int
+    point_transform: int
+    restart_interval: int
+    lengths: dict[int, np.ndarray]  # table id -> code length (bits) per size 0..16, 0 if absent
+    scan_start: int           # offset of the entropy-coded data within the tile
+
+
+class NotLj92(ValueError):
+    """The tile's bytes do not start like a lossless JPEG: the header itself is damaged."""
+
+
+class OtherJpeg(ValueError):
+    """A DCT or arithmetic-coded JPEG tile (lossy DNG): not this check's business."""
+
+
+def parse_header(tile: bytes) -> Lj92Header:
+    if tile[:2] != b"\xff\xd8":
+        raise NotLj92("no JPEG start-of-image marker at the tile's start")
+    pos, end = 2, min(len(tile), _HEADER_BYTES)
+    lengths: dict[int, np.ndarray] = {}
+    sof = None
+    restart = 0
+    while pos + 4 <= end:
+        if tile[pos] != 0xFF:
+            raise NotLj92(f"no marker at byte {pos} of the tile header")
+        marker = tile[pos + 1]
+        if marker == 0xFF:  # a fill byte before a marker
+            pos += 1
+            continue
+        (length,) = struct.unpack_from(">H", tile, pos + 2)
+        seg = tile[pos + 4:pos + 2 + length]
+        if len(seg) != length - 2:
+            raise NotLj92("a header segment runs past the tile's data")
+        if marker == _DHT:
+            _read_dht(seg, lengths)
+        elif marker == _SOF3:
+            p, y, x, nf = seg[0], *struct.unpack_from(">HH", seg, 1), seg[5]
+            sof = (p, y, x, nf, [seg[6 + 3 * i] for i in range(nf)])
+        elif marker in (0xC0, 0xC1, 0xC2, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            raise OtherJpeg(f"a DCT or arithmetic frame (marker FF{marker:02X}), not lossless")
+        elif marker == _DRI:
+            (restart,) = struct.unpack_from(">H", seg, 0)
+        elif marker == _SOS:
+            if sof is None:
+                raise NotLj92("a scan before any frame header")
+            ns = seg[0]
+            ids = [seg[1 + 2 * i] for i in range(ns)]
+            tds = {seg[1 + 2 * i]: seg[2 + 2 * i] >> 4 for i in range(ns)}
+            ss, al = seg[1 + 2 * ns], seg[3 + 2 * ns] & 0x0F
+            p, y, x, nf, comp_ids = sof
+            if ns != nf or sorted(ids) != sorted(comp_ids):
+                raise NotLj92("the scan does not code every component of the frame")
+            return Lj92Header(p, y, x, nf, [tds[c] for c in ids], ss, al, restart, lengths,
+                              pos + 2 + length)
+        pos += 2 + length
+    raise NotLj92("no scan header in the tile")
+
+
+def _read_dht(seg: bytes, lengths: dict[int, np.ndarray]) -> None:
+    pos = 0
+    while pos + 17 <= len(seg):
+        table = seg[pos] & 0x0F
+        counts = seg[pos + 1:pos + 17]
+        total = sum(counts)
+        symbols = seg[pos + 17:pos + 17 + total]
+        if len(symbols) != total:
+            raise NotLj92("a Huffman table runs past its segment")
+        per_size = np.zeros(17, dtype=np.int64)
+        k = 0
+        for bits, n in enumerate(counts, start=1):
+            for s in symbols[k:k + n]:
+                if s <= 16 and not per_size[s]:
+                    per_size[s] = bits
+            k += n
+        lengths[table] = per_size
+        pos += 17 + total
+
+
+def scan_bits(tile: bytes, start: int) -> int | None:
+    """Bits of entropy-coded data from `start` to the end-of-image marker, stuffing removed;
+    None when the data does not end in EOI, or holds another marker first."""
+    body = tile[start:]
+    end = body.rfind(b"\xff\xd9")
+    if end < 0 or body[end + 2:].strip(b"\x00\xff"):
+        return None
+    body = body[:end]
+    ff = np.flatnonzero(np.frombuffer(body, dtype=np.uint8)[:-1] == 0xFF) if body else []
+    stuffed = 0
+    for i in ff:
+        if body[i + 1] == 0x00:
+            stuffed += 1
+        elif body[i + 1] != 0xFF:
+            return None  # a marker inside the scan (restart markers are not handled here)
+    return 8 * (len(body) - stuffed)
+
+
+def coded_bits(samples: np.ndarray, hdr: Lj92Header) -> tuple[int, bool]:
+    """(bits an encoder writes for these samples, every size has a code) for a frame of shape
+    (rows, columns * components), components interleaved along the row."""
+    x = samples.astype(np.int32)
+    nf = hdr.components
+    pred = np.empty_like(x)
+    # T.81 H.1.2.1: the first row predicts from the left, the first column from above,
+    # the very first sample of each component from half the range.
+    pred[0, nf:] = x[0, :-nf]
+    pred[1:, :nf] = x[:-1, :nf]
+    pred[0, :nf] = 1 << (hdr.precision - hdr.point_transform - 1)
+    a, b, c = x[1:, :-nf], x[:-1, nf:], x[:-1, :-nf]  # left, above, above-left
+    pred[1:, nf:] = {1: lambda: a, 2: lambda: b, 3: lambda: c, 4: lambda: a + b - c,
+                     5: lambda: a + ((b - c) >> 1), 6: lambda: b + ((a - c) >> 1),
+                     7: lambda: (a + b) >> 1}[hdr.predictor]()
+    diff = (x - pred) & 0xFFFF
+    diff = np.where(diff >= 0x8000, diff - 0x10000, diff)
+    size = np.frexp(np.abs(diff).astype(np.float64))[1].astype(np.int64)  # bit length
+    size[diff == -0x8000] = 16
+    extra = np.where(size == 16, 0, size)
+    total = int(extra.sum())
+    complete = True
+    for k in range(nf):
+        table = hdr.lengths.get(hdr.tables[k])
+        if table is None:
+            return total, False
+        hist = np.bincount(size[:, k::nf].ravel(), minlength=17)
+        if np.any(hist[table == 0]):
+            complete = False
+        total += int(hist @ table)
+    return total, complete
+
+
+@dataclass(slots=True)
+class TileResult:
+    checked: int = 0          # tiles proven exact
+    unchecked: int = 0        # tiles this check cannot judge (edge padding, restarts, layout)
+    bad: list[str] | None = None
+
+
+def check_tiles(data: bytes, ranges: list[tuple[int, int]], image: np.ndarray,
+                tile_width: int) -> TileResult:
+    """Each (offset, count) range is one tile (or strip: `tile_width` 0), in row-major order
+    over `image` (the stored raw image, LibRaw's `raw_image`). The tile length is the frame
+    height the first readable tile header declares."""
+    height, width = image.shape[:2]
+    tile_width = tile_width or width
+    across = -(-width // tile_width)
+    out = TileResult(bad=[])
+    tile_length = 0
+    for offset, count in ranges[:8]:
+        try:
+            tile_length = parse_header(data[offset:offset + count]).rows
+            break
+        except (ValueError, struct.error, IndexError):
+            continue
+    if not tile_length:
+        out.unchecked = len(ranges)
+        return out
+    edge_fits: set[str] = set()   # padding modes proven exact on some edge tile
+    edge_misfits: list[str] = []  # edge tiles no padding fitted
+    for index, (offset, count) in enumerate(ranges):
+        ty, tx = divmod(index, across)
+        top, left = ty * tile_length, tx * tile_width
+        if top >= height:
+            out.unchecked += 1
+            continue
+        tile = data[offset:offset + count]
+        where = f"tile {index} (rows {top}.., columns {left}..)"
+        try:
+            hdr = parse_header(tile)
+        except OtherJpeg:
+            out.unchecked += 1
+            continue
+        except (NotLj92, struct.error, IndexError) as exc:
+            out.bad.append(f"{where}: {exc}")
+            continue
+        if (hdr.point_transform or hdr.restart_interval or hdr.predictor not in range(1, 8)
+                or hdr.columns * hdr.components != tile_width or hdr.rows != tile_length):
+            out.unchecked += 1
+            continue
+        stored = scan_bits(tile, hdr.scan_start)
+        if stored is None:
+            out.bad.append(f"{where}: its coded data does not end in an end-of-image marker")
+            continue
+        block = image[top:top + tile_length, left:left + tile_width]
+        if block.shape != (tile_length, tile_width):
+            fitted = _padding_that_fits(block, hdr, tile_length, tile_width, stored)
+            if fitted:
+                edge_fits.add(fitted)
+                out.checked += 1
+            else:
+                edge_misfits.append(where)
+            continue
+        bits, complete = coded_bits(block, hdr)
+        if complete and stored - 8 < bits <= stored:
+            out.checked += 1
+        else:
+            why = ("holds differences no code of its table can express" if not complete else
+                   f"decodes to samples that take {bits} bits, but {stored} are stored")
+            out.bad.append(f"{where}: {why}")
+    # An edge tile that no padding fits is damaged once this file's other edge tiles have
+    # shown which padding its writer uses; without that proof it is left unchecked.
+    for where in edge_misfits:
+        if edge_fits:
+            out.bad.append(f"{where}: its samples do not account for its stored bits with the "
+                           f"padding ({', '.join(sorted(edge_fits))}) its other edge tiles use")
+        else:
+            out.unchecked += 1
+    return out
+
+
+
+_PADDINGS = ("constant", "edge")
+
+
+def _padding_that_fits(block: np.ndarray, hdr: Lj92Header, tile_length: int, tile_width: int,
+                       stored: int) -> str | None:
+    """An edge tile's padding that LibRaw cropped away, put back: writers pad with zeros (the
+    Nikon D5000's DNG) or repeat the edge. The mode that accounts for the stored bits exactly,
+    if any."""
+    pad = ((0, tile_length - block.shape[0]), (0, tile_width - block.shape[1]))
+    for mode in _PADDINGS:
+        bits, complete = coded_bits(np.pad(block, pad, mode=mode), hdr)
+        if complete and stored - 8 < bits <= stored:
+            return mode
+    return None
