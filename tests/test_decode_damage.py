@@ -32,6 +32,7 @@ from ingest.decode.sensor import (
     MIN_BELOW_BLACK_RUN,
     _span_stats,
     below_black_check,
+    low_bits_check,
     nonzero_check,
     ramp_check,
 )
@@ -210,6 +211,19 @@ def test_ramps_are_judged_only_in_single_plane_sensor_data():
     frame = _bayer(black=512, white=4095)
     frame[100:110] = (100 + 3 * np.arange(frame.shape[1])).astype(np.uint16)[None, :]
     assert not _span_ok(frame, black=512, white=4095)
+
+
+def test_crw_low_bits_overwritten_fail():
+    frame = _bayer(black=126, white=4095)
+    assert low_bits_check(frame)["ok"]
+    frame[100:101, 20:300] &= ~np.uint16(3)     # a fill in the low-bit area: low bits all 0
+    detail = low_bits_check(frame)["detail"]
+    assert not low_bits_check(frame)["ok"] and "(first at row 100, column " in detail
+    # Legitimate: a blown region (constant, low bits constant too) and a camera that stores
+    # no low bits at all.
+    blown = _blown_sky(black=126, clip=4095)
+    assert low_bits_check(blown)["ok"]
+    assert low_bits_check(_bayer(black=126, white=4095) & ~np.uint16(3))["ok"]
 
 
 def test_mostly_zero_fails_per_plane():

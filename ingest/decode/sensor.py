@@ -223,6 +223,38 @@ def below_black_check(data: np.ndarray, *, black: int, colors: int = 3) -> dict:
                  f"{where}): a zero-filled block, not sensor output")
 
 
+# Samples in a row whose two low bits never change, in a CRW's low-bit area: 4^-255 for noise.
+MIN_LOW_BITS_RUN = 256
+_CRW_MAGIC = b"HEAPCCDR"
+
+
+def low_bits_check(data: np.ndarray) -> dict:
+    """A Canon CRW keeps the two lowest bits of every sample apart from the compressed data,
+    uncompressed, four samples to a byte. Those bits are sensor noise, so a zero or 0xFF fill
+    there leaves a run of varying samples whose low bits are all 0 (or all 3), which noise
+    never does; clipped or black stretches do not vary and are not counted. A camera that
+    stores no real low bits (constant across the frame) is not judged."""
+    flat = data.reshape(-1)
+    low = (flat & 3).astype(np.int8)
+    starts = np.concatenate(([0], np.flatnonzero(low[1:] != low[:-1]) + 1))
+    lengths = np.diff(np.concatenate((starts, [flat.size])))
+    long_runs = np.flatnonzero(lengths >= MIN_LOW_BITS_RUN)
+    if not long_runs.size:
+        return check("low_bits", True, "the low bits vary like sensor noise")
+    if lengths[long_runs].sum() > flat.size // 2:
+        return check("low_bits", True, "the low bits are constant: this camera stores none")
+    bad = [i for i in long_runs
+           if flat[starts[i]:starts[i] + lengths[i]].min()
+           != flat[starts[i]:starts[i] + lengths[i]].max()]
+    if not bad:
+        return check("low_bits", True, "no varying run with constant low bits")
+    row, col = divmod(int(starts[bad[0]]), data.shape[1])
+    total = int(lengths[bad].sum())
+    return check("low_bits", False,
+                 f"{total} varying samples whose two low bits never change (first at row {row}, "
+                 f"column {col}): the uncompressed low-bit data was overwritten")
+
+
 def nonzero_check(data: np.ndarray, colors: int = 3) -> dict:
     shares = [float(np.count_nonzero(p)) / p.size for p in _planes(data, colors) if p.size]
     low = min(shares) if shares else 0.0
@@ -274,6 +306,8 @@ def sensor_checks(raw: rawpy.RawPy, stored: StoredImage | None, data: bytes) -> 
             checks.append(dct_check(stored, data))
         else:
             checks.append(lj92_check(raw, stored, data))
+    if data[6:14] == _CRW_MAGIC:
+        checks.append(low_bits_check(raw.raw_image))
     return checks + content_checks(raw.raw_image, raw.raw_image_visible,
                                    sensor_levels(raw, tile_width), whole=stored is not None)
 
