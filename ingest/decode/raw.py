@@ -5,12 +5,15 @@ LibRaw's exceptions alone are not enough (see shared/notes/observed-damage.md):
   header is destroyed or cut short, so the file's own structure decides between the two;
 - some damaged or stub files unpack without any error into zeros or constant rows, so the
   sensor data and the file size are checked against what the header claims.
+
+What this decoder cannot check is "unsupported", never "damaged": a camera LibRaw does not list
+(exact match, decode/cameras.py), a codec this build lacks, an image past LibRaw's memory limit
+in a file that can hold it, a machine out of memory, a headerless raw of a size LibRaw does not
+know. "Damaged" needs proof from the file itself.
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import io
 import struct
 from dataclasses import dataclass, field
@@ -21,8 +24,10 @@ import rawpy
 import simplejpeg
 
 from ingest.decode import DAMAGED, UNSUPPORTED, check, outcome
+from ingest.decode.cameras import camera_support, libraw_cameras  # noqa: F401 (re-exported)
 from ingest.decode.jpeg import scale_args
 from ingest.decode.sensor import sensor_checks
+from ingest.decode.task import NO_MEMORY
 
 LIBRAW_VERSION = ".".join(str(n) for n in rawpy.libraw_version)
 
@@ -148,12 +153,13 @@ def read_tiff(data: bytes) -> TiffInfo:
     return info
 
 
-def _read_entries(data: bytes, e: str, off: int, n: int, info: TiffInfo) -> dict[int, object]:
+def _read_entries(data: bytes, e: str, off: int, n: int, info: TiffInfo,
+                  wanted: frozenset[int] | set[int] = _WANTED) -> dict[int, object]:
     tags: dict[int, object] = {}
     for k in range(n):
         pos = off + 2 + 12 * k
         tag, typ, count = struct.unpack_from(e + "HHI", data, pos)
-        if tag not in _WANTED or typ not in _TYPE_SIZES:
+        if tag not in wanted or typ not in _TYPE_SIZES:
             continue
         length = _TYPE_SIZES[typ] * count
         if length <= 4:
@@ -224,48 +230,6 @@ def _cr3_tiff(data: bytes) -> TiffInfo | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# LibRaw's own camera list, read from the same library rawpy uses.
-
-@functools.cache
-def libraw_cameras() -> tuple[str, ...]:
-    folder = Path(rawpy.__file__).parent
-    for lib in sorted(folder.glob("libraw*.so*")) + sorted(folder.glob("libraw*.dll")):
-        try:
-            handle = ctypes.CDLL(str(lib))
-            handle.libraw_cameraList.restype = ctypes.POINTER(ctypes.c_char_p)
-            handle.libraw_cameraCount.restype = ctypes.c_int
-            names = handle.libraw_cameraList()
-            return tuple(names[i].decode("latin-1") for i in range(handle.libraw_cameraCount()))
-        except (OSError, AttributeError):
-            continue
-    return ()
-
-
-def _words(text: str) -> list[str]:
-    return "".join(c.lower() if c.isalnum() or c in "-" else " " for c in text).split()
-
-
-def camera_support(make: str, model: str) -> tuple[bool | None, str]:
-    """(known, LibRaw's entry). None when the list is unavailable or no Make is given."""
-    cameras = libraw_cameras()
-    if not cameras or not make:
-        return None, ""
-    make_words = set(_words(make))
-    entries = [c for c in cameras if c.split(" ", 1)[0].lower() in make_words]
-    if not entries:
-        return False, ""
-    model_words = set(_words(model)) - make_words
-    for entry in entries:
-        name = entry.split("(", 1)[0]
-        brand, _, rest = name.partition(" ")
-        for alias in rest.split(" / "):
-            alias_words = set(_words(alias)) - {brand.lower()}
-            if alias_words and alias_words <= model_words:
-                return True, entry
-    return False, ""
-
-
-# ---------------------------------------------------------------------------------------------
 # Telling "this LibRaw cannot read the format" from "the file is broken".
 
 @dataclass(slots=True)
@@ -275,6 +239,22 @@ class Structure:
     size: int
     ext: str
     head: bytes
+    ciff_tail: bool = False  # no header, but the file ends as a Canon CRW does (_ciff_tail)
+
+
+def _ciff_tail(data: bytes) -> bool:
+    """A Canon CRW (CIFF) keeps its root directory at the end: the last 4 bytes give its offset
+    from the heap start (byte 26 in every CRW), and there a count of 10-byte entries runs up to
+    exactly those 4 bytes. That survives a destroyed header; a headerless sensor dump (CHDK
+    writes .CRW too) matches it only by a one-in-billions chance."""
+    if len(data) < 32:
+        return False
+    (offset,) = struct.unpack_from("<I", data, len(data) - 4)
+    pos = 26 + offset
+    if pos + 2 > len(data):
+        return False
+    (count,) = struct.unpack_from("<H", data, pos)
+    return count > 0 and pos + 2 + 10 * count + 4 == len(data)
 
 
 def read_structure(data: bytes, path: str) -> Structure:
@@ -290,7 +270,9 @@ def read_structure(data: bytes, path: str) -> Structure:
             tiff = TiffInfo(make="Fujifilm", model=_text(bytes(data[28:60])))
     except struct.error:
         tiff = TiffInfo(problems=["the TIFF header is cut short"])
-    return Structure(container, tiff, len(data), Path(path).suffix.lower(), bytes(data[:8]))
+    ext = Path(path).suffix.lower()
+    ciff = container is None and ext == ".crw" and _ciff_tail(data)
+    return Structure(container, tiff, len(data), ext, bytes(data[:8]), ciff)
 
 
 def classify_unsupported(st: Structure, stage: str) -> tuple[str, str]:
@@ -300,6 +282,13 @@ def classify_unsupported(st: Structure, stage: str) -> tuple[str, str]:
         if st.ext not in RAW_EXTENSIONS:
             return UNSUPPORTED, (f"neither the extension '{st.ext}' nor the first bytes "
                                  f"({st.head.hex()}) name a format {lib} reads")
+        if st.ciff_tail:
+            return DAMAGED, (f"a Canon CRW whose header is destroyed (its first bytes are "
+                             f"{st.head.hex()}; its directory at the end is intact)")
+        if st.ext in HEADERLESS_EXTENSIONS:
+            return UNSUPPORTED, (f"no header {lib} recognises, and no camera it knows writes "
+                                 f"headerless raws of {st.size} bytes (it knows those by exact "
+                                 f"size); its checksum still proves the copy")
         return DAMAGED, (f"the file is named {st.ext} but its first bytes ({st.head.hex()}) are "
                          f"no RAW header {lib} knows: header destroyed")
     if st.container == "jpeg":
@@ -461,13 +450,18 @@ def verify_raw(path: str, data: bytes, preview_long_edge: int | None = None) -> 
     camera = _camera_name(st.tiff)
     raw = rawpy.RawPy()
     stage = "open"
+    claimed = None
     try:
         raw.open_buffer(io.BytesIO(data))
         stage = "unpack"
+        sizes = raw.sizes  # what LibRaw will size its buffer by; a failed unpack zeroes them
+        claimed = (max(sizes.raw_width, sizes.width + sizes.left_margin),
+                   max(sizes.raw_height, sizes.height + sizes.top_margin))
         image = raw.raw_image  # forces the unpack; open only identifies the file
     except rawpy.LibRawError as exc:
         raw.close()
-        return RawDecode(_failure(name, exc, st, stage), camera=camera, data=data)
+        return RawDecode(_failure(name, exc, st, stage, data, claimed), camera=camera,
+                         data=data)
     checks = [check("unpack", True,
                     f"{raw.raw_type.name} {'x'.join(map(str, image.shape))}, "
                     f"black {min(raw.black_level_per_channel)}, white {raw.white_level}")]
@@ -510,10 +504,19 @@ def embedded_preview_only(data: bytes) -> tuple[np.ndarray, int] | None:
     return pixels, flip
 
 
-def _failure(name: str, exc: rawpy.LibRawError, st: Structure, stage: str) -> dict:
+def _failure(name: str, exc: rawpy.LibRawError, st: Structure, stage: str, data: bytes,
+             claimed: tuple[int, int] | None) -> dict:
     what = f"{type(exc).__name__} at {stage}: {_exc_text(exc)}"
     if isinstance(exc, rawpy.LibRawFileUnsupportedError | rawpy.LibRawNotImplementedError):
         verdict, reason = classify_unsupported(st, stage)
+    elif isinstance(exc, rawpy.LibRawUnsufficientMemoryError | rawpy.LibRawMemPoolOverflowError):
+        # LibRaw could not allocate. In rawpy's OpenMP build its allocator reports a failed
+        # malloc as a pool overflow (libraw_alloc.h: with LIBRAW_USE_OPENMP a NULL pointer
+        # leaves `ok` false and throws LIBRAW_EXCEPTION_MEMPOOL); seen under an address-space
+        # limit. A real overflow (over 511 blocks alive at once) is known from no file.
+        verdict, reason = UNSUPPORTED, NO_MEMORY
+    elif isinstance(exc, rawpy.LibRawTooBigError):
+        verdict, reason = classify_too_big(st, data, claimed)
     else:
         verdict, reason = DAMAGED, _fatal_reason(exc, st)
     checks = [check(stage, False, f"{what}; {reason}")]
@@ -525,9 +528,117 @@ def _fatal_reason(exc: rawpy.LibRawError, st: Structure) -> str:
         return "the data ends before the image does (truncated or unreadable)"
     if isinstance(exc, rawpy.LibRawDataError):
         return "the compressed image data is corrupt"
-    if isinstance(exc, rawpy.LibRawTooBigError):
-        return "the header claims an impossible image size"
     return "LibRaw could not decode the image data"
+
+
+# ---------------------------------------------------------------------------------------------
+# "Too big": LibRaw's memory limit, or a header that claims more than the file holds.
+
+# LibRaw will not unpack an image whose buffer would pass rawparams.max_raw_memory_mb, which is
+# LIBRAW_MAX_ALLOC_MB_DEFAULT (2048) in libraw_const.h; rawpy offers no way to raise it. unpack()
+# sizes the buffer as width x (height + 8) x 2 bytes for CFA or one-colour data and x 8 bytes
+# (four 16-bit planes) for the rest, so a 400 MP pixel-shift or panorama DNG in RGB passes it.
+LIBRAW_MAX_ALLOC_MB = 2048
+LIBRAW_MAX_SIDE = 65535  # unpack() calls a larger side corrupt
+# The fewest bits each codec spends per sample, whatever the image: a file holding less cannot
+# hold the image its header claims.
+# - uncompressed: all of them (2 % margin for padding conventions);
+# - lossless JPEG: one (its shortest Huffman code); half of that for margin (see above);
+# - Deflate: zlib's best ratio is about 1032:1;
+# - lossy (baseline) JPEG: two bits (a DC and an end-of-block code) per 8x8 block, chroma at no
+#   less than 1/16 of luma: over 1/100 bit per sample; 1/128 for margin.
+MIN_DEFLATE_RATIO = 1032
+MIN_LOSSY_JPEG_BITS_PER_SAMPLE = 1 / 128
+_LAYOUT_TAGS = frozenset({278, 284, 322, 323})  # RowsPerStrip, PlanarConfig, TileWidth/Length
+
+
+def _layout(data: bytes, ifd: Ifd) -> dict[int, int]:
+    e = "<" if data[:2] == b"II" else ">"
+    try:
+        (n,) = struct.unpack_from(e + "H", data, ifd.offset)
+        tags = _read_entries(data, e, ifd.offset, n, TiffInfo(), _LAYOUT_TAGS)
+    except struct.error:
+        return {}
+    return {tag: _first(tags.get(tag), 0) or 0 for tag in _LAYOUT_TAGS}
+
+
+def _min_bits_per_sample(ifd: Ifd) -> float | None:
+    bits = ifd.bits or 8
+    if ifd.compression == 1:
+        return bits * 0.98
+    if ifd.compression == 7:
+        return MIN_LJ92_BITS_PER_SAMPLE
+    if ifd.compression in (8, 32946):
+        return bits / MIN_DEFLATE_RATIO
+    if ifd.compression == 34892:
+        return MIN_LOSSY_JPEG_BITS_PER_SAMPLE
+    return None  # JPEG XL, VC-5 and others: no floor known, so no proof from the size
+
+
+def cannot_hold(st: Structure, data: bytes, width: int, height: int) -> str | None:
+    """Why the file cannot hold the width x height image its header claims, or None when its
+    structure shows no such thing. In DNG the raw IFD is checked tile by tile; elsewhere only
+    the file's size against the pixel count (makers' TIFFs are not trusted, see _dng_raw_ifd)."""
+    if not (0 < width <= LIBRAW_MAX_SIDE and 0 < height <= LIBRAW_MAX_SIDE):
+        return f"a side outside the 1 to {LIBRAW_MAX_SIDE} pixels any camera writes"
+    if st.tiff is not None and st.tiff.problems:
+        return "; ".join(st.tiff.problems[:3])
+    ifd = _dng_raw_ifd(st)
+    if ifd is None:
+        bpp = st.size * 8 / (width * height)
+        if bpp < MIN_BITS_PER_PIXEL:
+            return f"{st.size} bytes make {bpp:.4f} bits per pixel, too few for any codec"
+        return None
+    if not (0 < ifd.width <= LIBRAW_MAX_SIDE and 0 < ifd.height <= LIBRAW_MAX_SIDE):
+        return f"its raw image claims {ifd.width}x{ifd.height} pixels"
+    layout = _layout(data, ifd)
+    planes = max(1, ifd.samples) if layout.get(284) == 2 else 1
+    tile_w, tile_h = layout.get(322, 0), layout.get(323, 0)
+    if tile_w and tile_h:
+        expected = -(-ifd.width // tile_w) * -(-ifd.height // tile_h) * planes
+        unit = f"{tile_w}x{tile_h} tiles"
+    else:
+        rows = min(layout.get(278) or ifd.height, ifd.height)
+        expected = -(-ifd.height // rows) * planes
+        unit = f"strips of {rows} rows"
+    if len(ifd.ranges) != expected:
+        return (f"a {ifd.width}x{ifd.height} image in {unit} has {expected} of them, "
+                f"the file lists {len(ifd.ranges)}")
+    floor = _min_bits_per_sample(ifd)
+    samples = ifd.width * ifd.height * max(1, ifd.samples)
+    if floor is not None and ifd.data_bytes * 8 < samples * floor:
+        return (f"{ifd.data_bytes} bytes of image data for {samples} samples "
+                f"(compression {ifd.compression} needs at least {floor:.4g} bits each)")
+    return None
+
+
+def classify_too_big(st: Structure, data: bytes, claimed: tuple[int, int] | None
+                     ) -> tuple[str, str]:
+    """LibRawTooBigError: damaged only when the file provably cannot hold what it claims.
+
+    A legitimate image can pass LibRaw's memory limit (a 400 MP pixel-shift composite in RGB
+    needs 3 GB); that file is complete and only this decoder cannot check it."""
+    ifd = _dng_raw_ifd(st)
+    width, height = claimed or ((ifd.width, ifd.height) if ifd is not None else (0, 0))
+    if not (width and height):
+        return UNSUPPORTED, ("LibRaw refused the file as too big to unpack and nothing in it "
+                             "shows damage; its checksum still proves the copy")
+    problem = cannot_hold(st, data, width, height)
+    if problem:
+        return DAMAGED, (f"the header claims a {width}x{height} image that the file cannot "
+                         f"hold: {problem}")
+    size = f"{width}x{height} ({width * height / 1e6:.0f} MP)"
+    need = width * (height + 8) * 2 * (4 if ifd is not None and ifd.samples > 1 else 1)
+    limit = LIBRAW_MAX_ALLOC_MB * 2**20
+    intact = "the file itself looks intact and its checksum still proves the copy"
+    if need > limit:
+        return UNSUPPORTED, (f"the {size} image needs {need / 2**30:.1f} GB to unpack, more "
+                             f"than the {LIBRAW_MAX_ALLOC_MB} MB LibRaw allows; {intact}")
+    if ifd is None and 4 * need > limit:
+        return UNSUPPORTED, (f"the {size} image may need up to {4 * need / 2**30:.1f} GB to "
+                             f"unpack, more than the {LIBRAW_MAX_ALLOC_MB} MB LibRaw allows; "
+                             f"{intact}")
+    return UNSUPPORTED, f"LibRaw refused the {size} image as too big to unpack; {intact}"
 
 
 def _exc_text(exc: BaseException) -> str:
@@ -542,3 +653,12 @@ RAW_EXTENSIONS = frozenset(
     ".3fr .ari .arw .bay .braw .cr2 .cr3 .crw .cs1 .dcr .dng .erf .fff .gpr .iiq .k25 .kdc "
     ".mdc .mef .mos .mrw .nef .nrw .orf .pef .ptx .pxn .qtk .raf .raw .rw2 .rwl .rwz .sr2 .srf "
     ".srw .sti .x3f".split())
+# Extensions that headerless raws come with: sensor dumps LibRaw identifies only by their exact
+# file size. CHDK (Canon PowerShot firmware add-on) names its dumps .CRW or .CR2 by default,
+# Casio's are .BAY, Kodak's, Nokia's and the Pentax/Nikon "secret menu" ones .RAW. A file under
+# one of these names with no header LibRaw knows is either such a dump of a size LibRaw has no
+# entry for (a camera it does not know, or a cut or padded file) or a real CRW/CR2 whose header
+# was destroyed. Only a CRW tells: its directory sits at the end (_ciff_tail). Otherwise nothing
+# in the file says which, so it is not called damaged; the copy's checksum against the card
+# still catches any difference from the card.
+HEADERLESS_EXTENSIONS = frozenset({".raw", ".bay", ".crw", ".cr2"})

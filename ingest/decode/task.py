@@ -5,7 +5,9 @@ once, decodes it with the decoder for its kind, writes the preview from what tha
 in memory, and, when the copy is damaged and the card original is given, decodes the card
 original too so the pipeline can tell transfer damage from damage on the card.
 
-It never raises: any exception becomes a "damaged" result carrying the error text.
+It never raises: any exception becomes a "damaged" result carrying the error text, except
+running out of memory, which says nothing about the file: that is "unsupported" (the file is
+reported unverified, its copy proven by its checksum alone), never "damaged".
 
 Run it in a DecodePool worker: the pool starts workers with an environment that makes LibRaw's
 undecoded tiles read as zeros (see pool.py); called in a long-lived process of its own, a
@@ -22,6 +24,10 @@ from ingest.decode import DAMAGED, NOT_READ, UNSUPPORTED, check, outcome
 from ingest.decode.capture import capture_fd2
 
 KINDS = ("raw", "jpeg", "heif", "tiff")
+# The reason given whenever a decoder runs out of memory (Python's MemoryError, or LibRaw's own
+# allocation failure). A large legitimate image on a small machine, or next to other workers,
+# is not damaged; "damaged on the card" would send a photographer into recovery for nothing.
+NO_MEMORY = "not enough memory to decode this file here; its copy is still proven by its checksum"
 
 
 def decoder_for_kind(kind: str) -> str:
@@ -72,13 +78,16 @@ def run_task(req: dict) -> dict:
 
 
 def _exception_result(kind: str, exc: Exception) -> dict:
-    text = f"{type(exc).__name__}: {exc}"
+    text = f"{type(exc).__name__}: {exc}".rstrip(": ")
     try:
         name = decoder_for_kind(kind)
     except Exception:  # noqa: BLE001 - a decoder that cannot even be imported
         name = "unknown"
     where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     detail = f"{text} (at {where[0].filename}:{where[0].lineno})" if where else text
+    if isinstance(exc, MemoryError):
+        return outcome(name, [check("decode", False, f"{NO_MEMORY} ({detail})")],
+                       verdict=UNSUPPORTED, error=NO_MEMORY)
     return outcome(name, [check("decode", False, detail)], verdict=DAMAGED, error=text)
 
 
