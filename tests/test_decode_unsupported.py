@@ -412,10 +412,6 @@ def test_out_of_memory_in_the_jpeg_decoder_is_unsupported(tmp_path: Path) -> Non
     assert any("simplejpeg" in r["detail"] for r in short), short  # inside the decoder
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ingest/decode/other.py verify_tiff catches every Exception, MemoryError included, and "
-    "calls the file damaged; it should let MemoryError reach run_task (except MemoryError: "
-    "raise). Remove this mark when it does."))
 def test_out_of_memory_in_the_tiff_decoder_is_unsupported(tmp_path: Path) -> None:
     path = tmp_path / "scan.tif"
     tifffile.imwrite(path, np.full((4000, 6000, 3), 1234, np.uint16), photometric="rgb",

@@ -60,6 +60,8 @@ def verify_tiff(data: bytes) -> ImageDecode:
             orientation = int(tag.value) if tag is not None else 1
             icc_tag = page.tags.get(34675)
             icc = bytes(icc_tag.value) if icc_tag is not None else None
+    except MemoryError:
+        raise  # says nothing about the file: run_task makes it "unsupported" with the reason
     except Exception as exc:  # noqa: BLE001 - tifffile raises many types for broken files
         checks.append(check("decode", False, f"{type(exc).__name__}: {exc}"))
         return ImageDecode(outcome(name, checks))
