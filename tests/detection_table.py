@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import tempfile
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
@@ -50,6 +51,9 @@ COMMAND = ("INGEST_FULL_MATRIX=1 INGEST_WRITE_DETECTION=1 .venv/bin/python -m py
 CAUGHT = "damaged"
 # The order of the damage kinds in the document; kinds not listed follow in name order.
 KINDS = ["truncation", "zero fill", "0xFF fill", "bit-flip burst", "single bit flip"]
+# The aim line: this share of fills of this size caught where the data are compressed (rows
+# without a `blind` reason).
+AIM, AIM_SIZE, AIM_KINDS = 0.95, 4096, ("zero fill", "0xFF fill")
 
 _ROWS = pytest.StashKey[str]()
 _OUTCOMES = pytest.StashKey[dict[str, str]]()
@@ -182,6 +186,21 @@ def library_versions() -> list[str]:
     return out
 
 
+def _code_state() -> str:
+    """The commit the verdicts come from, and any uncommitted change to the decoders."""
+    root = DOC.parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "ingest"],
+                               capture_output=True, text=True, check=True).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return "ingest (not a git checkout)"
+    changed = sorted(line[3:] for line in dirty if line.strip())
+    return f"ingest at commit {head}" + (
+        f" with uncommitted changes to {', '.join(changed)}" if changed else "")
+
+
 def _cell(text: object) -> str:
     s = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
     s = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in s)
@@ -239,7 +258,7 @@ def render(rows: list[dict], outcomes: dict[str, str], args: str = "") -> str:
         f"Python {platform.python_version()}, by `pytest {_cell(args)}`; matrix: "
         f"{'full (INGEST_FULL_MATRIX=1)' if full else 'the CI sample (no INGEST_FULL_MATRIX)'}.",
         "",
-        "Decoders: " + "; ".join(library_versions()) + ".",
+        "Decoders: " + "; ".join(library_versions()) + f". Code: {_code_state()}.",
         "",
         "Every damaged copy of a real camera file (../shared/samples: raw, jpeg, heif) is decoded "
         "the way an offload decodes it: `DecodePool` worker processes running `run_task`. A copy "
@@ -259,6 +278,7 @@ def render(rows: list[dict], outcomes: dict[str, str], args: str = "") -> str:
         "",
     ]
     if damage:
+        lines += _aim(damage)
         lines += _matrix(damage, formats, kinds, cells)
         lines += _per_sample(damage, kinds)
         lines += _checks(damage, formats)
@@ -273,8 +293,10 @@ def _matrix(damage, formats, kinds, cells) -> list[str]:
     for r in damage:
         codings.setdefault(r["format"], r.get("coding", ""))
     lines = ["## The matrix: format × damage × size", "",
-             "Share caught (caught/total). A cell marked † is one a decode cannot be expected to "
-             "see (see \"Damage only the checksum can catch\").", ""]
+             "Share caught (caught/total). Truncation sizes are the share of the coded image "
+             "data kept (the file is cut there); fill and burst sizes are bytes. A cell marked † "
+             "is one a decode cannot be expected to see (see \"Damage only the checksum can "
+             "catch\").", ""]
     for kind in kinds:
         sizes = sorted({r["size"] for r in damage if r["kind"] == kind}, key=_size_key)
         lines += [f"### {kind}", "",
@@ -362,20 +384,45 @@ def _blind(damage, cells) -> list[str]:
              "where every byte value is a legal pixel) or the damage is too small to break the "
              "code (one flipped bit changes one coefficient or one sample), the decode check "
              "cannot see it. There only the hash taken while reading the card, compared with the "
-             "copy's, protects the file. These cells are recorded, not held to a catch rate:", ""]
-    blind = defaultdict(list)
-    for key, got in cells.items():
+             "copy's, protects the file. These cells are recorded, not held to a catch rate; the "
+             "share the decode caught anyway is shown per size.", ""]
+    groups: dict[tuple[str, str, str], list[tuple[int | str, list[dict]]]] = defaultdict(list)
+    for (fmt, kind, size), got in cells.items():
         reasons = sorted({r["blind"] for r in got if r.get("blind")})
         if reasons:
-            blind[reasons[0]].append((key, got))
-    if not blind:
+            groups[(fmt, kind, reasons[0])].append((size, got))
+    if not groups:
         return lines + ["No such cells were recorded in this run.", ""]
-    lines += ["| format | damage | size | caught by the decode anyway | why the decode cannot "
-              "see it |", "|---|---|---|---:|---|"]
-    for reason in sorted(blind):
-        for (fmt, kind, size), got in sorted(blind[reason], key=lambda kg: (
-                kg[0][0], _kind_key(kg[0][1]), _size_key(kg[0][2]))):
-            lines.append(f"| {_cell(fmt)} | {_cell(kind)} | {size_label(size)} | {_rate(got)} | "
-                         f"{_cell(reason)} |")
+    notes = sorted({reason for _f, _k, reason in groups})
+    lines += ["| format | damage | caught by the decode anyway | why |", "|---|---|---|---|"]
+    for (fmt, kind, reason), sized in sorted(groups.items(), key=lambda g: (
+            g[0][0], _kind_key(g[0][1]))):
+        shares = " · ".join(f"{size_label(size)} {_rate(got)}"
+                            for size, got in sorted(sized, key=lambda sg: _size_key(sg[0])))
+        lines.append(f"| {_cell(fmt)} | {_cell(kind)} | {shares} | [{notes.index(reason) + 1}] |")
+    lines.append("")
+    lines += [f"{n}. {_cell(reason)}" for n, reason in enumerate(notes, 1)]
+    lines.append("")
+    return lines
+
+
+def _aim(damage) -> list[str]:
+    """The aim line: small fills where the decode is expected to see them."""
+    fills = [r for r in damage if r["kind"] in AIM_KINDS and r["size"] == AIM_SIZE
+             and not r.get("blind")]
+    lines = [f"## The aim: {size_label(AIM_SIZE)} zero and 0xFF fills in compressed data", "",
+             f"At least {AIM:.0%} of {size_label(AIM_SIZE)} zero/0xFF fills caught in every "
+             "sample whose image data is compressed (a decode can see damage there). Per sample:",
+             ""]
+    if not fills:
+        return lines + ["No such fills were recorded in this run.", ""]
+    lines += ["| sample | format | zero fill | 0xFF fill | both | aim met |",
+              "|---|---|---:|---:|---:|---|"]
+    for fmt, sample in sorted({(r["format"], r["sample"]) for r in fills}):
+        mine = [r for r in fills if r["sample"] == sample and r["format"] == fmt]
+        met = "yes" if _share(mine) >= AIM else "**no**"
+        lines.append(f"| `{_cell(sample)}` | {_cell(fmt)} | "
+                     + " | ".join(_rate([r for r in mine if r["kind"] == k]) for k in AIM_KINDS)
+                     + f" | {_rate(mine)} | {met} |")
     lines.append("")
     return lines
