@@ -320,8 +320,10 @@ def _verdict(case: Case) -> str:
 def _params(require_aim: bool = False):
     out = []
     for path in _samples():
-        parts = [p for p, _ in dmg.image_data_parts(path)]
-        codings = [_coding(path, p, len(parts) == 1) for p in parts]
+        kind = KINDS[path.parent.name]
+        codings = ([KIND_CODINGS[kind]] if kind in KIND_CODINGS
+                   else list(SAMPLE_CODINGS.get(path.name, {}).values())
+                   or [_coding(path, "", True)])
         fmt = codings[0].fmt.split(" (")[0]
         marks = ()
         if require_aim and all(c.blind for c in codings):
