@@ -77,16 +77,18 @@ def test_unsupported_files_are_unsupported_with_reason(path: Path) -> None:
 
 
 def test_silent_stubs_are_caught_by_content_checks() -> None:
-    """Three stubs unpack without any LibRaw error; the checks must name why they fail."""
+    """Three stubs unpack without any LibRaw error; the checks must name why they fail. Their
+    zeros are noted, but decide nothing (a lens-cap frame can be zeros): size and structure do."""
     stubs = samples_dir("stubs")
     rw2 = _run(stubs / "exiftool-stub-panasonic.rw2", "raw")["decode"]
     failed = {c["name"] for c in rw2["checks"] if not c["ok"]}
-    assert {"data_size", "nonzero"} <= failed
+    assert failed == {"data_size"}
+    assert "mostly zero" in next(c["detail"] for c in rw2["checks"] if c["name"] == "nonzero")
     dng = _run(stubs / "exiftool-stub.dng", "raw")["decode"]
     assert "data_size" in {c["name"] for c in dng["checks"] if not c["ok"]}
     iphone = _run(stubs / "exiv2-pruned-iphone12pro.dng", "raw")["decode"]
     failed = {c["name"] for c in iphone["checks"] if not c["ok"]}
-    assert {"structure", "nonzero"} <= failed  # tiles claimed up to 29 MB in a 64 KB file
+    assert "structure" in failed  # tiles claimed up to 29 MB in a 64 KB file
 
 
 def test_unsupported_at_open_vs_damaged_header_depends_on_structure() -> None:
