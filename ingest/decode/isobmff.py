@@ -121,9 +121,44 @@ def _count(n: int, what: str) -> int:
     return n
 
 
+def _printable(kind: bytes) -> bool:
+    return all(0x20 <= c < 0x7F for c in kind)
+
+
+def top_level_boxes(data: bytes) -> tuple[list[Box], int | None]:
+    """The file's top-level boxes, and where foreign trailing bytes start (None: there are none).
+
+    A top-level box that runs past the end of the file is truncation. Bytes that do not even
+    look like a box header (size under 8, a non-text type) are a trailer some other tool
+    appended; the image does not depend on them, so they are reported, not judged.
+    """
+    boxes = []
+    pos, end = 0, len(data)
+    while pos < end:
+        if end - pos < 8:
+            return boxes, pos
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1 and end - pos >= 16:
+            size, header = struct.unpack_from(">Q", data, pos + 8)[0], 16
+        elif size == 0:
+            size = end - pos
+        if size < header or not _printable(kind):
+            return boxes, pos
+        if pos + size > end:
+            raise StructureError(f"top-level box {kind.decode('latin-1')!r} at {pos} needs "
+                                 f"{size} bytes, but the file ends {pos + size - end} bytes "
+                                 "early: truncated")
+        boxes.append(Box(kind.decode("latin-1"), pos, pos + header, pos + size))
+        if len(boxes) > _MAX_ENTRIES:
+            raise StructureError("absurd number of boxes")
+        pos += size
+    return boxes, None
+
+
 def parse_heif(data: bytes) -> Heif:
-    top = iter_boxes(data, 0, len(data))
-    if not top or top[0].type != "ftyp":
+    top, _ = top_level_boxes(data)
+    if not top or top[0].type != "ftyp" or top[0].end - top[0].body < 8:
         raise StructureError("no ftyp box at the start")
     ftyp = top[0]
     brands = [data[p:p + 4].decode("latin-1") for p in range(ftyp.body, ftyp.end - 3, 4)]
@@ -332,3 +367,15 @@ def parse_hvcc(data: bytes, box: Box) -> HvcConfig:
             sets.append(bytes(data[pos:pos + size]))
             pos += size
     return HvcConfig(length_size, sets, depth, chroma)
+
+
+def parse_ispe(data: bytes, box: Box) -> tuple[int, int]:
+    return _u(data, box.body + 4, 4, box.end), _u(data, box.body + 8, 4, box.end)
+
+
+def parse_grid(data: bytes, start: int, end: int) -> tuple[int, int, int, int]:
+    """A grid item's payload: (rows, columns, output width, output height)."""
+    flags = _u(data, start + 1, 1, end)
+    rows, cols = _u(data, start + 2, 1, end) + 1, _u(data, start + 3, 1, end) + 1
+    size = 4 if flags & 1 else 2
+    return rows, cols, _u(data, start + 4, size, end), _u(data, start + 4 + size, size, end)
