@@ -137,37 +137,61 @@ def scan_bits(tile: bytes, start: int) -> int | None:
     return 8 * (len(body) - stuffed)
 
 
+# Bit length of every possible |difference| (0..32768): a table look-up instead of a log.
+_SIZES = np.zeros(32769, dtype=np.int8)
+for _k in range(1, 16):
+    _SIZES[1 << (_k - 1):1 << _k] = _k
+_SIZES[32768] = 16
+# Rows per band, so that a whole-image strip costs a band's temporaries, not the image's.
+_BAND_SAMPLES = 1 << 21
+
+
 def coded_bits(samples: np.ndarray, hdr: Lj92Header) -> tuple[int, bool]:
     """(bits an encoder writes for these samples, every size has a code) for a frame of shape
     (rows, columns * components), components interleaved along the row."""
-    x = samples.astype(np.int32)
     nf = hdr.components
+    tables = [hdr.lengths.get(t) for t in hdr.tables]
+    if any(t is None for t in tables):
+        return 0, False
+    hist = np.zeros((nf, 17), dtype=np.int64)
+    rows = samples.shape[0]
+    band = max(1, _BAND_SAMPLES // max(1, samples.shape[1]))
+    for top in range(0, rows, band):
+        _band_sizes(samples, top, min(rows, top + band), hdr, hist)
+    total = int((hist[:, :16] * np.arange(16)).sum())  # size 16 has no extra bits
+    complete = True
+    for k, table in enumerate(tables):
+        if np.any(hist[k][table == 0]):
+            complete = False
+        total += int(hist[k] @ table)
+    return total, complete
+
+
+def _band_sizes(samples: np.ndarray, top: int, bottom: int, hdr: Lj92Header,
+                hist: np.ndarray) -> None:
+    """Add the sizes of the differences of rows top..bottom to `hist` (per component)."""
+    nf = hdr.components
+    x = samples[top:bottom].astype(np.int32)
+    above = samples[top - 1:top].astype(np.int32) if top else None
     pred = np.empty_like(x)
     # T.81 H.1.2.1: the first row predicts from the left, the first column from above,
     # the very first sample of each component from half the range.
-    pred[0, nf:] = x[0, :-nf]
-    pred[1:, :nf] = x[:-1, :nf]
-    pred[0, :nf] = 1 << (hdr.precision - hdr.point_transform - 1)
-    a, b, c = x[1:, :-nf], x[:-1, nf:], x[:-1, :-nf]  # left, above, above-left
-    pred[1:, nf:] = {1: lambda: a, 2: lambda: b, 3: lambda: c, 4: lambda: a + b - c,
-                     5: lambda: a + ((b - c) >> 1), 6: lambda: b + ((a - c) >> 1),
-                     7: lambda: (a + b) >> 1}[hdr.predictor]()
+    if above is None:
+        pred[0, nf:] = x[0, :-nf]
+        pred[0, :nf] = 1 << (hdr.precision - hdr.point_transform - 1)
+        prev, first = x[:-1], 1
+    else:
+        prev, first = np.concatenate((above, x[:-1])), 0
+    pred[first:, :nf] = prev[:, :nf] if first == 0 else x[:-1, :nf]
+    a, b, c = x[first:, :-nf], prev[:, nf:], prev[:, :-nf]  # left, above, above-left
+    pred[first:, nf:] = {1: lambda: a, 2: lambda: b, 3: lambda: c, 4: lambda: a + b - c,
+                         5: lambda: a + ((b - c) >> 1), 6: lambda: b + ((a - c) >> 1),
+                         7: lambda: (a + b) >> 1}[hdr.predictor]()
     diff = (x - pred) & 0xFFFF
-    diff = np.where(diff >= 0x8000, diff - 0x10000, diff)
-    size = np.frexp(np.abs(diff).astype(np.float64))[1].astype(np.int64)  # bit length
-    size[diff == -0x8000] = 16
-    extra = np.where(size == 16, 0, size)
-    total = int(extra.sum())
-    complete = True
+    diff = np.where(diff >= 0x8000, 0x10000 - diff, diff)  # |difference|, 32768 stays
+    size = _SIZES[diff]
     for k in range(nf):
-        table = hdr.lengths.get(hdr.tables[k])
-        if table is None:
-            return total, False
-        hist = np.bincount(size[:, k::nf].ravel(), minlength=17)
-        if np.any(hist[table == 0]):
-            complete = False
-        total += int(hist @ table)
-    return total, complete
+        hist[k] += np.bincount(size[:, k::nf].ravel(), minlength=17)
 
 
 @dataclass(slots=True)

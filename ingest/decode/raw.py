@@ -306,6 +306,12 @@ def classify_unsupported(st: Structure, stage: str) -> tuple[str, str]:
     if tiff.problems:
         return DAMAGED, "TIFF structure broken: " + "; ".join(tiff.problems[:3])
     raw_ifd = tiff.raw_ifd()
+    if tiff.dng and raw_ifd is not None and raw_ifd.photometric not in (_CFA, _LINEAR_RAW):
+        # The DNG specification names CFA and LinearRaw for raw images; a writer that stores a
+        # monochrome frame as BlackIsZero makes a file LibRaw does not read, not a broken one.
+        return UNSUPPORTED, (f"a DNG whose image is stored as PhotometricInterpretation "
+                             f"{raw_ifd.photometric} (neither CFA nor LinearRaw), which {lib} "
+                             f"does not read")
     if tiff.dng and raw_ifd is not None:
         missing = _missing_codec(raw_ifd.compression)
         if missing:

@@ -194,17 +194,24 @@ def below_black_check(data: np.ndarray, *, black: int, colors: int = 3) -> dict:
         return check("below_black", True, f"black level {black}: no offset to fall under")
     worst, where, total_low, total = 0, "", 0, 0
     for p, plane in enumerate(_planes(data, colors)):
-        flat = plane.reshape(-1)
-        total += flat.size
-        n_low = int(np.count_nonzero(flat < floor))
-        if not n_low:
+        total += plane.size
+        low = plane < floor  # on the view itself: no copy of a cropped or strided plane
+        n_low = int(np.count_nonzero(low))
+        if not n_low:  # the common case: one comparison pass, nothing kept
             continue
         total_low += n_low
-        # Runs of one exact value (a fill writes one value; a sensor's noise never does).
-        starts = np.concatenate(([0], np.flatnonzero(flat[1:] != flat[:-1]) + 1))
-        lengths = np.diff(np.concatenate((starts, [flat.size])))
-        filled = (flat[starts] < floor) & (lengths >= MIN_BELOW_BLACK_RUN)
+        # Runs of one exact value among the low samples only (a fill writes one value; a
+        # sensor's noise never does). Working on their indices keeps memory to the few low
+        # samples: a change map of a 187 MP frame would cost gigabytes.
+        idx = np.flatnonzero(low)
+        del low
+        values = plane[np.unravel_index(idx, plane.shape)]
+        breaks = np.flatnonzero((np.diff(idx) != 1) | (values[1:] != values[:-1])) + 1
+        starts = np.concatenate(([0], breaks))
+        lengths = np.diff(np.concatenate((starts, [idx.size])))
+        filled = lengths >= MIN_BELOW_BLACK_RUN
         in_runs = int(lengths[filled].sum())
+        starts = idx[starts]
         if in_runs > worst:
             first = int(starts[np.argmax(filled)])
             row, col = divmod(first, plane.shape[1])
