@@ -335,19 +335,18 @@ def dct_check(stored: StoredImage, data: bytes) -> dict:
 def lj92_check(raw: rawpy.RawPy, stored: StoredImage, data: bytes) -> dict:
     """Every lossless-JPEG tile accounts exactly for its stored bits (see decode/lj92.py).
 
-    The samples are LibRaw's `raw_image`; they are the coded values only when LibRaw applied
-    no linearisation curve. A mismatch decides when that holds, or when other tiles of the
-    same file proved exact (the model then fits this writer; a tile that does not is damaged).
+    A mismatch decides only when other tiles of the same file proved exact: that shows the
+    model fits this writer and LibRaw's samples are the coded values (no linearisation curve
+    in between), so a tile that does not fit is damaged. A file where no tile fits (one strip
+    only, or a writer this model does not describe) is left to the other checks.
     """
     result = lj92.check_tiles(data, stored.ranges, raw.raw_image, stored.tile_width)
-    curve = raw.tone_curve
-    identity = curve is not None and bool((curve == np.arange(curve.size)).all())
     counts = f"{result.checked} of {len(stored.ranges)} tiles exact"
-    if result.bad and (identity or result.checked):
+    if result.bad and result.checked:
         more = f" (and {len(result.bad) - 1} more)" if len(result.bad) > 1 else ""
         return check("lj92_tiles", False, f"{result.bad[0]}{more}; {counts}")
     if result.bad:
-        return check("lj92_tiles", True, f"{counts}; not judged: LibRaw maps the stored "
-                                         f"values through a curve")
+        return check("lj92_tiles", True, f"{counts}; not judged: no tile of this file fits "
+                                         f"the model, so a misfit proves nothing")
     return check("lj92_tiles", True, counts + (f", {result.unchecked} not checkable"
                                                if result.unchecked else ""))

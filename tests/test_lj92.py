@@ -1,0 +1,95 @@
+"""The lossless-JPEG tile proof (ingest/decode/lj92.py) against tiles whose coding is known.
+
+The tiles are written by fixtures/dng.py's own LJ92 encoder with each of T.81's seven
+predictors; LibRaw decoding them back to exactly the samples written shows the encoder is
+right, so the proof is tested against an independent reading of the standard, not against
+itself. Needs no camera samples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rawpy
+
+from fixtures import damage as dmg
+from fixtures import dng
+from ingest.decode import lj92
+from ingest.decode.raw import read_structure
+from ingest.decode.task import run_task
+
+CAMERA = dng.Camera("Fixture", "LJ92", "Fixture LJ92", (1, 0, 0, 0, 1, 0, 0, 0, 1))
+TILE = (240, 256)
+
+
+def _frame(case: str, h: int = 500, w: int = 700) -> tuple[np.ndarray, int]:
+    rng = np.random.default_rng(len(case))
+    if case == "noise12":
+        return rng.integers(0, 4096, (h, w)).astype(np.uint16), 12
+    # A smooth 14-bit scene with sensor-like noise: differences stay small, as in real files.
+    ramp = np.linspace(600, 14000, w)[None, :] + np.linspace(0, 1500, h)[:, None]
+    return np.round(ramp + rng.normal(0, 12, (h, w))).clip(0, 16383).astype(np.uint16), 14
+
+
+def _write(tmp_path, case: str, predictor: int):
+    data, bits = _frame(case)
+    path = dng.write_dng(tmp_path / f"{case}-p{predictor}.dng", data, CAMERA, black=0,
+                         white=(1 << bits) - 1, bits=bits, lj92_tile=TILE,
+                         lj92_predictor=predictor)
+    with rawpy.imread(str(path)) as raw:  # the encoder is right by LibRaw's reading
+        assert np.array_equal(raw.raw_image, data)
+    return path, data
+
+
+@pytest.mark.parametrize("predictor", range(1, 8))
+@pytest.mark.parametrize("case", ["noise12", "smooth14"])
+def test_every_tile_of_a_sound_file_is_exact(tmp_path, case, predictor):
+    path, data = _write(tmp_path, case, predictor)
+    raw_bytes = path.read_bytes()
+    ifd = read_structure(raw_bytes, str(path)).tiff.raw_ifd()
+    result = lj92.check_tiles(raw_bytes, ifd.ranges, data, ifd.tile_width)
+    assert result.bad == [] and result.unchecked == 0
+    assert result.checked == len(ifd.ranges) == 9  # 3x3 tiles, five of them edge tiles
+    dec = run_task({"path": str(path), "kind": "raw"})["decode"]
+    assert dec["verdict"] == "ok", dec["error"]
+    assert "9 of 9 tiles exact" in next(c["detail"] for c in dec["checks"]
+                                        if c["name"] == "lj92_tiles")
+
+
+@pytest.mark.parametrize("predictor", [1, 4, 6])
+@pytest.mark.parametrize("fill", [0x00, 0xFF])
+def test_a_filled_block_in_any_tile_is_damage(tmp_path, predictor, fill):
+    path, _ = _write(tmp_path, "smooth14", predictor)
+    ranges = read_structure(path.read_bytes(), str(path)).tiff.raw_ifd().ranges
+    sound = path.read_bytes()
+    caught = []
+    for index, (offset, count) in enumerate(ranges):
+        path.write_bytes(sound)
+        length = min(512, count // 4)
+        dmg.fill_block(path, offset + count // 2, length, fill)
+        if path.read_bytes() == sound:
+            continue  # the bytes were that already (zero differences of a padded edge tile)
+        dec = run_task({"path": str(path), "kind": "raw"})["decode"]
+        caught.append((index, dec["verdict"], dec["error"]))
+    assert len(caught) >= 6
+    missed = [(i, e) for i, v, e in caught if v != "damaged"]
+    assert not missed, missed
+
+
+def test_a_tile_whose_header_is_gone_is_damage_whatever_the_heap_held(tmp_path):
+    path, _ = _write(tmp_path, "smooth14", 1)
+    offset, _ = read_structure(path.read_bytes(), str(path)).tiff.raw_ifd().ranges[1]
+    dmg.fill_block(path, offset, 64, 0x00)
+    dec = run_task({"path": str(path), "kind": "raw"})["decode"]
+    assert dec["verdict"] == "damaged"
+    assert "lj92_tiles" in dec["error"] or "LibRaw" in dec["error"], dec["error"]
+
+
+def test_no_tile_that_fits_means_no_judgement():
+    """A writer whose tiles this model does not describe (here: samples that are not what was
+    coded, as behind a linearisation curve) is not called damaged on a misfit alone."""
+    coded = np.full((16, 32), 1000, np.uint16)
+    tile = dng.lj92_encode(coded, 12)
+    image = coded + (np.arange(32, dtype=np.uint16) % 3)  # what a curve made of the values
+    result = lj92.check_tiles(tile, [(0, len(tile))], image, 32)
+    assert result.checked == 0 and len(result.bad) == 1
