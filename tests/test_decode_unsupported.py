@@ -419,10 +419,6 @@ def test_out_of_memory_in_the_tiff_decoder_is_unsupported(tmp_path: Path) -> Non
     _assert_never_damaged(_under_memory_limits(path, "tiff", [48, 4096]))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "libheif reports a failed allocation as RuntimeError('Memory allocation error ...') or "
-    "ValueError('Internal error (unexpected C++ exception)'), which ingest/decode/heif.py "
-    "calls damaged. Remove this mark when heif.py tells them apart."))
 def test_out_of_memory_in_the_heif_decoder_is_unsupported() -> None:
     path = samples_dir("heif") / "exifsamples-nokia8.3-HMD_Nokia_8.3_5G.heif"
     _assert_never_damaged(_under_memory_limits(path, "heif", [128, 4096]))

@@ -134,7 +134,12 @@ class _Findings:
 def verify_heif(data: bytes) -> ImageDecode:
     name = heif_decoder_name()
     checks, unsupported = strict_checks(data)
-    pixels, icc, sizes, error = _libheif_decode(data)
+    try:
+        pixels, icc, sizes, error = _libheif_decode(data)
+    except MemoryError:
+        if all(c["ok"] for c in checks):
+            raise  # nothing found: out of memory says nothing about the file
+        pixels, icc, sizes, error = None, None, [], None  # the strict findings decide
     if error is None:
         checks.append(check("decode", True,
                             f"libheif: {len(sizes)} image(s) decode: {', '.join(sizes)}"))
@@ -164,8 +169,17 @@ def _libheif_decode(data: bytes):
                 pixels = decoded
         icc = heif.info.get("icc_profile")
     except (ValueError, EOFError, SyntaxError, RuntimeError, OSError) as exc:
+        if _out_of_memory(exc):
+            raise MemoryError(f"libheif: {exc}") from exc  # run_task: unverified, not damaged
         return None, None, [], f"{type(exc).__name__}: {exc}"
     return pixels, icc if isinstance(icc, bytes) else None, sizes, None
+
+
+def _out_of_memory(exc: Exception) -> bool:
+    """libheif reports a failed allocation as "Memory allocation error", and a std::bad_alloc
+    from libde265 as "unexpected C++ exception": neither says anything about the file."""
+    text = str(exc).lower()
+    return "memory allocation" in text or "unexpected c++ exception" in text
 
 
 def _strict_checks(found: _Findings) -> list[dict]:
