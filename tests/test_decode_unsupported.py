@@ -23,9 +23,10 @@ import tifffile
 from PIL import Image
 
 from conftest import samples_dir
+from ingest.decode import NO_MEMORY
 from ingest.decode.cameras import camera_support, name_key
 from ingest.decode.raw import LIBRAW_VERSION, read_structure
-from ingest.decode.task import NO_MEMORY, run_task
+from ingest.decode.task import run_task
 
 
 def _run(path: Path | str, kind: str = "raw") -> dict:

@@ -17,6 +17,9 @@ TIMEOUT = "timeout"
 # No copy could be read for the check (the destination went away after the copy was proven):
 # says nothing about the image, only that this run could not look at it.
 NOT_READ = "not_read"
+# The reason given when a decoder runs out of memory: an "unsupported" verdict (unverified),
+# never damage, since it says nothing about the file.
+NO_MEMORY = "not enough memory to decode this file here; its copy is still proven by its checksum"
 
 
 def check(name: str, ok: bool, detail: str = "") -> dict:

@@ -23,11 +23,10 @@ import numpy as np
 import rawpy
 import simplejpeg
 
-from ingest.decode import DAMAGED, UNSUPPORTED, check, outcome
+from ingest.decode import DAMAGED, NO_MEMORY, UNSUPPORTED, check, outcome
 from ingest.decode.cameras import camera_support, libraw_cameras  # noqa: F401 (re-exported)
 from ingest.decode.jpeg import scale_args
 from ingest.decode.sensor import sensor_checks
-from ingest.decode.task import NO_MEMORY
 
 LIBRAW_VERSION = ".".join(str(n) for n in rawpy.libraw_version)
 

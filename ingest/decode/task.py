@@ -20,14 +20,13 @@ import time
 import traceback
 from pathlib import Path
 
-from ingest.decode import DAMAGED, NOT_READ, UNSUPPORTED, check, outcome
+from ingest.decode import DAMAGED, NO_MEMORY, NOT_READ, UNSUPPORTED, check, outcome
 from ingest.decode.capture import capture_fd2
 
 KINDS = ("raw", "jpeg", "heif", "tiff")
 # The reason given whenever a decoder runs out of memory (Python's MemoryError, or LibRaw's own
 # allocation failure). A large legitimate image on a small machine, or next to other workers,
 # is not damaged; "damaged on the card" would send a photographer into recovery for nothing.
-NO_MEMORY = "not enough memory to decode this file here; its copy is still proven by its checksum"
 
 
 def decoder_for_kind(kind: str) -> str:
