@@ -8,6 +8,11 @@ coefficient index or marker that cannot be there, and it reads 12-bit DCT (SOF1)
 that happens to decode as valid codes to the end of the tile; docs/detection.md gives the
 share measured.
 
+Such a fill leaves a signature in FFmpeg's own decoded tile (`repeated_blocks`): an all-zero bit
+string decodes as the shortest Huffman code over and over, so every block after it carries the
+same AC coefficients and only the differential DC moves. Along a block row that is a run of
+8x8 blocks with one identical, richly textured shape; a camera's sensor noise never repeats so.
+
 A tile FFmpeg cannot decode at all for want of support (an unusual precision, a lossless or
 arithmetic frame) raises no finding: only errors in the data count.
 """
@@ -16,8 +21,34 @@ from __future__ import annotations
 
 import av
 import av.logging
+import numpy as np
 
 _STRICT = {"err_detect": "explode+crccheck+bitstream+buffer+careful"}
+
+
+# The repeated-block signature (`repeated_blocks`), in LSBs of the tile's own sample precision.
+# IDCT of one set of coefficients under two DC values: the DC adds a constant before each
+# rounding step, so corresponding samples of the two blocks differ by the DC step give or take
+# one LSB of rounding. The per-sample difference of two such blocks therefore spans at most
+# 2 LSB (max minus min); decoded garbage measured spans 0..1.
+SAME_SHAPE_SPREAD = 2
+# A block's shape is "textured" when this many of its 63 AC coefficients (orthonormal DCT,
+# which is the JPEG scale) reach TEXTURE_COEFF LSB, far above what +-1 LSB of rounding puts
+# into a coefficient of a flat or smooth block. Flat areas (clipped, black) have none; a smooth
+# ramp or a noise-free gradient quantised to a few low frequencies has a handful (at most the
+# first row and column); the shortest code repeated fills every coefficient (measured: all 63
+# at one quantiser step, 20..30 LSB) or, if that code has a zero run, every other one.
+TEXTURE_COEFF = 4
+TEXTURE_COUNT = 16
+# Consecutive blocks of a block row that must share one textured shape. A 4 KiB zero fill
+# decodes to ~100-250 such blocks (each costs a DC code and 63 two- or three-bit AC codes,
+# 20-25 bytes), so 16 still catches fills of a few hundred bytes, while 15 exact repeats of a
+# rich texture in a row is far past anything noisy content, or a ramp, can produce.
+RUN_BLOCKS = 16
+
+_N = np.arange(8)
+_DCT = np.sqrt(2 / 8) * np.cos((2 * _N[None, :] + 1) * _N[:, None] * np.pi / 16)
+_DCT[0] /= np.sqrt(2)
 
 
 def decoder_name() -> str:
@@ -42,8 +73,63 @@ def is_dct(tile: bytes) -> bool:
     return False
 
 
+def precision(tile: bytes) -> int | None:
+    """The sample precision (bits) of the tile's SOF0/SOF1/SOF2 frame header, if found."""
+    pos = 2
+    while pos + 5 <= min(len(tile), 4096) and tile[pos] == 0xFF:
+        marker = tile[pos + 1]
+        if marker in (0xC0, 0xC1, 0xC2):
+            return tile[pos + 4]
+        if marker in (0xC3, 0xDA):
+            return None
+        pos += 2 + int.from_bytes(tile[pos + 2:pos + 4], "big")
+    return None
+
+
+def repeated_blocks(image: np.ndarray, bits: int = 8) -> int:
+    """The longest run of consecutive 8x8 blocks along a block row that repeat one textured
+    shape (block minus its level) to within IDCT rounding: decoded garbage (module docstring).
+
+    `image` is one decoded component in its own block grid; `bits` the tile's precision, whose
+    samples FFmpeg scales to the top of its 16-bit frame (their low bits are zero).
+    """
+    if image.ndim != 2:
+        return 0
+    h, w = image.shape[0] // 8 * 8, image.shape[1] // 8 * 8
+    if h == 0 or w < 8 * RUN_BLOCKS:
+        return 0
+    samples = image[:h, :w]
+    if image.dtype == np.uint16 and bits < 16:
+        samples = samples >> (16 - bits)
+    # Differences of samples of up to 15 bits fit int16 (half the memory traffic of int32).
+    samples = samples.astype(np.int16 if bits < 16 else np.int32)
+    blocks = samples.reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3)
+    step = blocks[:, 1:] - blocks[:, :-1]
+    same = (step.max(axis=(2, 3)) - step.min(axis=(2, 3))) <= SAME_SHAPE_SPREAD
+    if not same.any():
+        return 0
+    # Texture is measured only on blocks that take part in a same-shape pair.
+    rows, cols = np.nonzero(same)
+    need = np.zeros(blocks.shape[:2], dtype=bool)
+    need[rows, cols] = need[rows, cols + 1] = True
+    coeffs = _DCT @ blocks[need].astype(np.float32) @ _DCT.T
+    coeffs[:, 0, 0] = 0
+    textured = np.zeros_like(need)
+    textured[need] = (np.abs(coeffs) >= TEXTURE_COEFF).sum(axis=(1, 2)) >= TEXTURE_COUNT
+    pairs = same & textured[:, 1:] & textured[:, :-1]
+    if not pairs.any():
+        return 0
+    # Longest run of True pairs per row (a run of k pairs is k + 1 blocks).
+    padded = np.zeros((pairs.shape[0], pairs.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = pairs
+    edges = np.diff(padded, axis=1)
+    starts, ends = np.nonzero(edges == 1), np.nonzero(edges == -1)
+    return int((ends[1] - starts[1]).max()) + 1
+
+
 def decode_errors(data: bytes, ranges: list[tuple[int, int]]) -> list[str]:
-    """The tiles (index and FFmpeg's complaint) that do not decode strictly."""
+    """The tiles (index and complaint) that do not decode strictly, or whose decoded blocks
+    show the repeated-garbage signature (`repeated_blocks`)."""
     bad = []
     previous = av.logging.get_level()
     av.logging.set_level(av.logging.PANIC)  # errors come back as exceptions; no stderr noise
@@ -51,13 +137,25 @@ def decode_errors(data: bytes, ranges: list[tuple[int, int]]) -> list[str]:
         for index, (offset, count) in enumerate(ranges):
             codec = av.CodecContext.create("mjpeg", "r")
             codec.options = dict(_STRICT)
+            tile = data[offset:offset + count]
             try:
-                codec.decode(av.Packet(data[offset:offset + count]))
-                codec.decode(None)
+                frames = codec.decode(av.Packet(tile)) + codec.decode(None)
             except av.error.PatchWelcomeError:
                 continue  # a frame type FFmpeg lacks: says nothing about the data
             except av.FFmpegError as exc:
                 bad.append(f"tile {index}: {exc.strerror or type(exc).__name__}")
+                continue
+            run = max((_run_of(frame, tile) for frame in frames), default=0)
+            if run >= RUN_BLOCKS:
+                bad.append(f"tile {index}: {run} 8x8 blocks in a row repeat one textured block "
+                           f"exactly (decoded garbage, not image content)")
     finally:
         av.logging.set_level(previous)
     return bad
+
+
+def _run_of(frame: av.VideoFrame, tile: bytes) -> int:
+    """`repeated_blocks` of a one-component (grey) frame; other layouts are not judged."""
+    if frame.format.name not in ("gray", "gray16le", "gray16be"):
+        return 0
+    return repeated_blocks(frame.to_ndarray(), precision(tile) or 8)
