@@ -132,9 +132,9 @@ SCENES = {
                                                  _RNG.normal(120, 20, (TILE, TILE))),
     "gradient-with-noise": lambda i: 40 + 0.6 * _X + _RNG.normal(0, 2, (TILE, TILE)),
 }
-# Legitimate, but the data_size check (not this module's) rejects tiles this small; the
-# dct_tiles check itself must still pass.
-SCENES_DCT_ONLY = {
+# Legitimate and tiny once compressed (a lens cap, a blown frame): the size check must know
+# the tiles are lossy (a DC and an end-of-block code per block), not lossless JPEG.
+SCENES_FLAT = {
     "pure-black": lambda i: np.zeros((TILE, TILE)),
     "flat-clipped": lambda i: np.full((TILE, TILE), 255.0),
     "noise-free-gradient": lambda i: 40 + 0.6 * _X + 0.2 * _Y,
@@ -149,12 +149,14 @@ def test_legitimate_scenes_verify_ok(tmp_path: Path, name: str) -> None:
     assert result["verdict"] == "ok", result["error"]
 
 
-@pytest.mark.parametrize("name", sorted(SCENES_DCT_ONLY))
-def test_flat_and_smooth_scenes_raise_no_dct_finding(tmp_path: Path, name: str) -> None:
-    path = _scene_dng(tmp_path, name, SCENES_DCT_ONLY[name])
+@pytest.mark.parametrize("name", sorted(SCENES_FLAT))
+def test_flat_and_smooth_scenes_verify_ok(tmp_path: Path, name: str) -> None:
+    path = _scene_dng(tmp_path, name, SCENES_FLAT[name])
     data = path.read_bytes()
     assert dct_tiles.decode_errors(data, image_data_ranges(path)) == []
-    assert _dct_check(verify_raw(str(path), data).result)["ok"]
+    result = verify_raw(str(path), data).result
+    assert result["verdict"] == "ok", result["error"]
+    assert "lossy JPEG" in next(c["detail"] for c in result["checks"] if c["name"] == "data_size")
 
 
 def test_zero_fills_in_a_hand_written_tile_are_all_caught(tmp_path: Path) -> None:

@@ -60,19 +60,6 @@ def _ffmpeg_version() -> str:
     return str(info) or "unknown"
 
 
-def is_dct(tile: bytes) -> bool:
-    """Whether the tile's frame header is a Huffman-coded DCT frame (SOF0/SOF1/SOF2)."""
-    pos = 2
-    while pos + 4 <= min(len(tile), 4096) and tile[pos] == 0xFF:
-        marker = tile[pos + 1]
-        if marker in (0xC0, 0xC1, 0xC2):
-            return True
-        if marker in (0xC3, 0xDA):
-            return False
-        pos += 2 + int.from_bytes(tile[pos + 2:pos + 4], "big")
-    return False
-
-
 def precision(tile: bytes) -> int | None:
     """The sample precision (bits) of the tile's SOF0/SOF1/SOF2 frame header, if found."""
     pos = 2

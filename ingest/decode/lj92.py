@@ -56,6 +56,19 @@ class OtherJpeg(ValueError):
     """A DCT or arithmetic-coded JPEG tile (lossy DNG): not this check's business."""
 
 
+def is_dct(tile: bytes) -> bool:
+    """Whether the tile's frame header is a Huffman-coded DCT frame (SOF0/SOF1/SOF2)."""
+    pos = 2
+    while pos + 4 <= min(len(tile), 4096) and tile[pos] == 0xFF:
+        marker = tile[pos + 1]
+        if marker in (0xC0, 0xC1, 0xC2):
+            return True
+        if marker in (0xC3, 0xDA):
+            return False
+        pos += 2 + int.from_bytes(tile[pos + 2:pos + 4], "big")
+    return False
+
+
 def parse_header(tile: bytes) -> Lj92Header:
     if tile[:2] != b"\xff\xd8":
         raise NotLj92("no JPEG start-of-image marker at the tile's start")

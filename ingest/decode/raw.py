@@ -26,6 +26,7 @@ import simplejpeg
 from ingest.decode import DAMAGED, NO_MEMORY, UNSUPPORTED, check, outcome
 from ingest.decode.cameras import camera_support, libraw_cameras  # noqa: F401 (re-exported)
 from ingest.decode.jpeg import scale_args
+from ingest.decode.lj92 import is_dct
 from ingest.decode.sensor import sensor_checks
 
 LIBRAW_VERSION = ".".join(str(n) for n in rawpy.libraw_version)
@@ -97,6 +98,7 @@ class Ifd:
     tile_width: int = 0
     # (offset, byte count) of each strip or tile of the image data, in file order of the tags
     ranges: list[tuple[int, int]] = field(default_factory=list)
+    dct: bool = False  # compression 7 holding lossy DCT tiles (Blackmagic CinemaDNG), not LJ92
 
 
 @dataclass(slots=True)
@@ -136,6 +138,9 @@ def read_tiff(data: bytes) -> TiffInfo:
             continue
         tags = _read_entries(data, e, off, n, info)
         ifd = _ifd_from_tags(off, tags, size, info)
+        if ifd.compression == 7 and ifd.ranges:
+            first, count = ifd.ranges[0]
+            ifd.dct = is_dct(data[first:first + min(count, 4096)])
         info.ifds.append(ifd)
         if not info.make:
             info.make = _text(tags.get(271))
@@ -378,6 +383,14 @@ def size_check(st: Structure, raw_height: int, raw_width: int) -> dict:
                              f"uncompressed raw data holds {raw_ifd.data_bytes} bytes; "
                              f"{raw_ifd.width}x{raw_ifd.height}x{raw_ifd.bits} bits needs {need}")
             return check("data_size", True, f"uncompressed, {raw_ifd.data_bytes} bytes as claimed")
+        if raw_ifd.compression == 7 and raw_ifd.dct:
+            bps = raw_ifd.data_bytes * 8 / samples
+            if bps < MIN_LOSSY_JPEG_BITS_PER_SAMPLE:
+                return check("data_size", False,
+                             f"lossy JPEG raw data of {raw_ifd.data_bytes} bytes for {samples} "
+                             f"samples ({bps:.4f} bits each; a DC and an end-of-block code per "
+                             f"8x8 block need more)")
+            return check("data_size", True, f"lossy JPEG, {bps:.2f} bits per sample")
         if raw_ifd.compression == 7:
             bps = raw_ifd.data_bytes * 8 / samples
             if bps < MIN_LJ92_BITS_PER_SAMPLE:
@@ -572,7 +585,7 @@ def _min_bits_per_sample(ifd: Ifd) -> float | None:
     if ifd.compression == 1:
         return bits * 0.98
     if ifd.compression == 7:
-        return MIN_LJ92_BITS_PER_SAMPLE
+        return MIN_LOSSY_JPEG_BITS_PER_SAMPLE if ifd.dct else MIN_LJ92_BITS_PER_SAMPLE
     if ifd.compression in (8, 32946):
         return bits / MIN_DEFLATE_RATIO
     if ifd.compression == 34892:

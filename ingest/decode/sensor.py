@@ -28,6 +28,7 @@ class StoredImage(Protocol):
     compression: int | None
     tile_width: int
     ranges: list[tuple[int, int]]  # (offset, byte count) of each strip or tile
+    dct: bool                      # compression 7 holding lossy DCT tiles rather than LJ92
 
 # Target span of one chunk of a row: short enough that a 64 KiB fill covers many chunks,
 # long enough that a real sensor never yields one of exactly constant value unless clipped.
@@ -311,8 +312,7 @@ def sensor_checks(raw: rawpy.RawPy, stored: StoredImage | None, data: bytes) -> 
     tile_width = stored.tile_width if stored is not None else 0
     checks = []
     if stored is not None and stored.compression == LOSSLESS_JPEG and stored.ranges:
-        first, count = stored.ranges[0]
-        if dct_tiles.is_dct(data[first:first + count]):
+        if stored.dct:
             checks.append(dct_check(stored, data))
         else:
             checks.append(lj92_check(raw, stored, data))
