@@ -34,12 +34,12 @@ import os
 import platform
 import shlex
 import subprocess
-import tempfile
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from doc_rows import OutcomeLog, RowFile
 
 ROWS_ENV = "INGEST_DETECTION_OUT"
 WRITE_ENV = "INGEST_WRITE_DETECTION"
@@ -55,20 +55,12 @@ KINDS = ["truncation", "zero fill", "0xFF fill", "bit-flip burst", "single bit f
 # without a `blind` reason).
 AIM, AIM_SIZE, AIM_KINDS = 0.95, 4096, ("zero fill", "0xFF fill")
 
-_ROWS = pytest.StashKey[str]()
 _OUTCOMES = pytest.StashKey[dict[str, str]]()
-_OWN_FILE = pytest.StashKey[bool]()
+ROWS = RowFile(ROWS_ENV, "ingest-detection-")
 
 
 def rows_path(config: pytest.Config) -> str:
-    if _ROWS not in config.stash:
-        path = os.environ.get(ROWS_ENV)
-        if not path:
-            fd, path = tempfile.mkstemp(prefix="ingest-detection-", suffix=".jsonl")
-            os.close(fd)
-            config.stash[_OWN_FILE] = True  # ours: removed when the session ends
-        config.stash[_ROWS] = path
-    return config.stash[_ROWS]
+    return ROWS.path(config)
 
 
 class Recorder:
@@ -105,35 +97,16 @@ def detection_fixture(request) -> Recorder:
 # --- pytest hooks ----------------------------------------------------------------------------
 
 
-class _OutcomeLog:
-    def __init__(self) -> None:
-        self.outcomes: dict[str, str] = {}
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if hasattr(report, "wasxfail"):
-            self.outcomes[report.nodeid] = "xfail" if report.skipped else "XPASS"
-        elif report.failed:
-            self.outcomes[report.nodeid] = "failed"
-        elif report.when == "call" or report.skipped:
-            self.outcomes.setdefault(report.nodeid, report.outcome)
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    log = _OutcomeLog()
+    log = OutcomeLog()
     config.stash[_OUTCOMES] = log.outcomes
     config.pluginmanager.register(log, "ingest-detection-outcomes")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _ROWS not in session.config.stash:
+    if not ROWS.used(session.config):
         return  # no detection test ran
-    path = rows_path(session.config)
-    rows = []
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as fh:
-            rows = [json.loads(line) for line in fh if line.strip()]
-        if session.config.stash.get(_OWN_FILE, False):
-            os.unlink(path)
+    rows = ROWS.take(session.config)
     if os.environ.get(WRITE_ENV) != "1" or not rows:
         return
     args = " ".join(shlex.quote(a) for a in session.config.invocation_params.args)

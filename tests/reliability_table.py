@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import xxhash
+from doc_rows import OutcomeLog, RowFile
 
 ROWS_ENV = "INGEST_RELIABILITY_OUT"
 WRITE_ENV = "INGEST_WRITE_RELIABILITY"
@@ -36,20 +37,12 @@ AREAS = ["crash", "disk full", "card", "destination", "re-copy", "lock", "catalo
          "decode bomb", "fuzz", "card and share file systems", "power cut",
          "real faults (FUSE)"]
 
-_ROWS = pytest.StashKey[str]()
 _OUTCOMES = pytest.StashKey[dict[str, str]]()
-_OWN_FILE = pytest.StashKey[bool]()
+ROWS = RowFile(ROWS_ENV, "ingest-reliability-")
 
 
 def rows_path(config: pytest.Config) -> str:
-    if _ROWS not in config.stash:
-        path = os.environ.get(ROWS_ENV)
-        if not path:
-            fd, path = tempfile.mkstemp(prefix="ingest-reliability-", suffix=".jsonl")
-            os.close(fd)
-            config.stash[_OWN_FILE] = True  # ours: removed when the session ends
-        config.stash[_ROWS] = path
-    return config.stash[_ROWS]
+    return ROWS.path(config)
 
 
 class Recorder:
@@ -156,37 +149,16 @@ def _holds(path: Path, digest: str) -> bool:
 # --- pytest hooks ----------------------------------------------------------------------------
 
 
-class _OutcomeLog:
-    """Keeps each test's outcome (passed, failed, xfail, ...) for the document's last column."""
-
-    def __init__(self) -> None:
-        self.outcomes: dict[str, str] = {}
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if hasattr(report, "wasxfail"):
-            self.outcomes[report.nodeid] = "xfail" if report.skipped else "XPASS"
-        elif report.failed:
-            self.outcomes[report.nodeid] = "failed"
-        elif report.when == "call" or report.skipped:
-            self.outcomes.setdefault(report.nodeid, report.outcome)
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    log = _OutcomeLog()
+    log = OutcomeLog()
     config.stash[_OUTCOMES] = log.outcomes
     config.pluginmanager.register(log, "ingest-reliability-outcomes")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _ROWS not in session.config.stash:
+    if not ROWS.used(session.config):
         return  # no reliability test ran
-    path = rows_path(session.config)
-    rows = []
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as fh:
-            rows = [json.loads(line) for line in fh if line.strip()]
-        if session.config.stash.get(_OWN_FILE, False):
-            os.unlink(path)
+    rows = ROWS.take(session.config)
     if os.environ.get(WRITE_ENV) != "1" or not rows:
         return
     DOC.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import random
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import pytest
 from PIL import Image
 
 from conftest import samples_dir
+from fixtures import dng
 from fixtures.damage import image_data_ranges
 from ingest.decode import dct_tiles
 from ingest.decode.raw import verify_raw
@@ -27,40 +27,10 @@ TILE = 256
 
 
 def _write_dng(path: Path, width: int, height: int, tile: int, tiles: list[bytes]) -> Path:
-    """A little-endian CFA DNG of one tiled IFD holding `tiles` (JPEG, compression 7, as the
-    Blackmagic cameras store lossy tiles); after tests/test_decode_unsupported.py's writer."""
-    make, model = "Blackmagic Design", "Pocket Cinema Camera 4K"
-    text = {271: make.encode() + b"\0", 272: model.encode() + b"\0",
-            50708: f"{make} {model}".encode() + b"\0"}
-    entries: list[tuple[int, int, list[int] | bytes]] = [
-        (254, 4, [0]), (256, 4, [width]), (257, 4, [height]), (258, 3, [8]), (259, 3, [7]),
-        (262, 3, [32803]), (271, 2, text[271]), (272, 2, text[272]), (277, 3, [1]),
-        (284, 3, [1]), (322, 4, [tile]), (323, 4, [tile]), (324, 4, [0] * len(tiles)),
-        (325, 4, [len(t) for t in tiles]), (33421, 3, [2, 2]), (33422, 1, [0, 1, 1, 2]),
-        (50706, 1, [1, 4, 0, 0]), (50707, 1, [1, 1, 0, 0]), (50708, 2, text[50708]),
-        (50717, 4, [255])]
-    entries.sort()
-    fmt = {1: "B", 2: "B", 3: "H", 4: "I"}
-    values_at = 8 + 2 + 12 * len(entries) + 4
-
-    def packed(typ: int, values) -> bytes:
-        return bytes(values) if typ == 2 else struct.pack(f"<{len(values)}{fmt[typ]}", *values)
-
-    extra = sum((len(packed(t, v)) + 1) & ~1 for _, t, v in entries if len(packed(t, v)) > 4)
-    offsets, at = [], values_at + extra
-    for t in tiles:
-        offsets.append(at)
-        at += len(t)
-    head, tail = bytearray(b"II*\0" + struct.pack("<IH", 8, len(entries))), bytearray()
-    for tag, typ, values in entries:
-        raw = packed(typ, offsets if tag == 324 else values)
-        if len(raw) <= 4:
-            head += struct.pack("<HHI", tag, typ, len(values)) + raw.ljust(4, b"\0")
-        else:
-            head += struct.pack("<HHII", tag, typ, len(values), values_at + len(tail))
-            tail += raw + b"\0" * (len(raw) & 1)
-    path.write_bytes(bytes(head + struct.pack("<I", 0) + tail) + b"".join(tiles))
-    return path
+    """A CFA DNG of JPEG tiles (compression 7), as the Blackmagic cameras store lossy tiles."""
+    return dng.write_pretiled_dng(path, width, height, tile, tiles, samples=1, bits=8,
+                                  compression=7, photometric=32803, make="Blackmagic Design",
+                                  model="Pocket Cinema Camera 4K", white=255)
 
 
 def _jpeg(image: np.ndarray, quality: int = 90) -> bytes:

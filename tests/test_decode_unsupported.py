@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,7 @@ import tifffile
 from PIL import Image
 
 from conftest import samples_dir
+from fixtures import dng
 from ingest.decode import NO_MEMORY
 from ingest.decode.cameras import camera_support, name_key
 from ingest.decode.raw import LIBRAW_VERSION, read_structure
@@ -239,43 +239,6 @@ def test_the_same_bytes_naming_a_body_libraw_reads_are_damaged(tmp_path: Path) -
 
 # --- LibRaw's memory limit (LibRawTooBigError) --------------------------------------------------
 
-def _write_dng(path: Path, width: int, height: int, tile: int, tiles: list[bytes], *,
-               samples: int = 3, bits: int = 8, compression: int = 34892,
-               photometric: int = 34892, make: str = "FUJIFILM", model: str = "GFX 100") -> None:
-    """A little-endian DNG of one tiled IFD (a tile as large as the image makes one strip)."""
-    text = {271: make.encode() + b"\0", 272: model.encode() + b"\0",
-            50708: f"{make} {model}".encode() + b"\0"}
-    entries: list[tuple[int, int, list[int] | bytes]] = [
-        (254, 4, [0]), (256, 4, [width]), (257, 4, [height]), (258, 3, [bits] * samples),
-        (259, 3, [compression]), (262, 3, [photometric]), (271, 2, text[271]),
-        (272, 2, text[272]), (277, 3, [samples]), (284, 3, [1]), (322, 4, [tile]),
-        (323, 4, [tile]), (324, 4, [0] * len(tiles)), (325, 4, [len(t) for t in tiles]),
-        (50706, 1, [1, 4, 0, 0]), (50707, 1, [1, 1, 0, 0]), (50708, 2, text[50708])]
-    if samples == 1:
-        entries += [(33421, 3, [2, 2]), (33422, 1, [0, 1, 1, 2])]  # CFA repeat, RGGB
-    entries.sort()
-    fmt = {1: "B", 2: "B", 3: "H", 4: "I"}
-    values_at = 8 + 2 + 12 * len(entries) + 4
-
-    def packed(typ: int, values) -> bytes:
-        return bytes(values) if typ == 2 else struct.pack(f"<{len(values)}{fmt[typ]}", *values)
-
-    extra = sum((len(packed(t, v)) + 1) & ~1 for _, t, v in entries if len(packed(t, v)) > 4)
-    offsets, at = [], values_at + extra
-    for t in tiles:
-        offsets.append(at)
-        at += len(t)
-    head, tail = bytearray(b"II*\0" + struct.pack("<IH", 8, len(entries))), bytearray()
-    for tag, typ, values in entries:
-        raw = packed(typ, offsets if tag == 324 else values)
-        if len(raw) <= 4:
-            head += struct.pack("<HHI", tag, typ, len(values)) + raw.ljust(4, b"\0")
-        else:
-            head += struct.pack("<HHII", tag, typ, len(values), values_at + len(tail))
-            tail += raw + b"\0" * (len(raw) & 1)
-    with open(path, "wb") as f:
-        f.write(head + struct.pack("<I", 0) + tail)
-        f.writelines(tiles)
 
 
 def _jpeg_tile(size: int, noisy: bool = False) -> bytes:
@@ -301,14 +264,14 @@ def _tiles(width: int, height: int, tile: int = TILE) -> int:
 def test_the_tile_layout_decodes_at_a_size_libraw_allows(tmp_path: Path) -> None:
     """Control: the writer makes DNGs that LibRaw decodes and every check passes."""
     path = tmp_path / "small.dng"
-    _write_dng(path, 2048, 1536, 512, [_jpeg_tile(512, noisy=True)] * _tiles(2048, 1536, 512))
+    dng.write_pretiled_dng(path, 2048, 1536, 512, [_jpeg_tile(512, noisy=True)] * _tiles(2048, 1536, 512))
     dec = _run(path)
     assert dec["verdict"] == "ok", dec["error"]
 
 
 def test_an_image_past_libraws_memory_limit_is_unsupported(tmp_path: Path) -> None:
     path = tmp_path / "DSCF0001-pixelshift.dng"
-    _write_dng(path, GFX_W, GFX_H, TILE, [_jpeg_tile(TILE)] * _tiles(GFX_W, GFX_H))
+    dng.write_pretiled_dng(path, GFX_W, GFX_H, TILE, [_jpeg_tile(TILE)] * _tiles(GFX_W, GFX_H))
     assert path.stat().st_size < 4_000_000
     dec = _run(path)
     assert dec["verdict"] == "unsupported", dec["error"]
@@ -320,7 +283,7 @@ def test_an_image_past_libraws_memory_limit_is_unsupported(tmp_path: Path) -> No
 def test_too_big_with_garbled_dimensions_is_damaged(tmp_path: Path) -> None:
     """The same tiles under a header whose width was garbled: its tiles cannot cover it."""
     path = tmp_path / "garbled.dng"
-    _write_dng(path, 60000, GFX_H, TILE, [_jpeg_tile(TILE)] * _tiles(GFX_W, GFX_H))
+    dng.write_pretiled_dng(path, 60000, GFX_H, TILE, [_jpeg_tile(TILE)] * _tiles(GFX_W, GFX_H))
     dec = _run(path)
     assert dec["verdict"] == "damaged", dec["error"]
     assert dec["error"].startswith("LibRawTooBigError at unpack")
@@ -330,7 +293,7 @@ def test_too_big_with_garbled_dimensions_is_damaged(tmp_path: Path) -> None:
 def test_too_big_with_less_data_than_claimed_is_damaged(tmp_path: Path) -> None:
     """An uncompressed CFA DNG claiming 40000x30000 pixels with 1 MiB of data."""
     path = tmp_path / "short.dng"
-    _write_dng(path, 40000, 30000, 40000, [bytes(1 << 20)], samples=1, bits=16, compression=1,
+    dng.write_pretiled_dng(path, 40000, 30000, 40000, [bytes(1 << 20)], samples=1, bits=16, compression=1,
                photometric=32803, make="Canon", model="Canon EOS R5")
     dec = _run(path)
     assert dec["verdict"] == "damaged", dec["error"]
