@@ -181,3 +181,13 @@ def test_seeded_fills_inside_the_tiles_are_all_caught(fill: int) -> None:
         at = offset + pick.randrange(0, count - 4096)
         damaged = data[:at] + bytes([fill]) * 4096 + data[at + 4096:]
         assert dct_tiles.decode_errors(damaged, ranges), (hex(fill), at)
+
+
+def test_a_flat_colour_through_a_cfa_packed_in_each_block_is_no_finding():
+    """A writer that packs a 2x2 CFA into each 8x8 block: a flat colour, quantised clean,
+    repeats one textured block exactly; a period-2 pattern has no even-frequency energy, so
+    it is not the decoded-garbage signature (an outside review's case)."""
+    cfa = np.tile(np.array([[180, 90], [90, 40]], dtype=np.uint8), (64, 512))
+    assert dct_tiles.repeated_blocks(cfa, 8) == 0
+    garbage = np.tile(_RNG.integers(0, 255, (8, 8)).astype(np.uint8), (16, 64))
+    assert dct_tiles.repeated_blocks(garbage, 8) >= dct_tiles.RUN_BLOCKS

@@ -386,6 +386,10 @@ def test_out_of_memory_in_the_tiff_decoder_is_unsupported(tmp_path: Path) -> Non
 def test_out_of_memory_in_the_heif_decoder_is_unsupported() -> None:
     path = samples_dir("heif") / "exifsamples-nokia8.3-HMD_Nokia_8.3_5G.heif"
     _assert_never_damaged(_under_memory_limits(path, "heif", [128, 4096]))
+    # FFmpeg's strict decode too (av.error.MemoryError is an FFmpegError): the R5's 10-bit HIF
+    # with a few MiB to spare failed inside FFmpeg and was called damaged (an outside review).
+    r5 = samples_dir("heif") / "exiv2-canon-eosr5-Canon.HIF"
+    _assert_never_damaged(_under_memory_limits(r5, "heif", [2, 4, 8, 16, 32, 64, 4096]))
 
 
 # --- raws without a header ----------------------------------------------------------------------

@@ -17,8 +17,10 @@ TIMEOUT = "timeout"
 # No copy could be read for the check (the destination went away after the copy was proven):
 # says nothing about the image, only that this run could not look at it.
 NOT_READ = "not_read"
-# The reason given when a decoder runs out of memory: an "unsupported" verdict (unverified),
-# never damage, since it says nothing about the file.
+# The reason given whenever a decoder runs out of memory (Python's MemoryError, LibRaw's or
+# FFmpeg's allocation failure): "unsupported" (unverified), never damaged. A large legitimate
+# image on a small machine is not damaged; "damaged on the card" would send a photographer
+# into recovery for nothing.
 NO_MEMORY = "not enough memory to decode this file here; its copy is still proven by its checksum"
 
 

@@ -45,6 +45,15 @@ TEXTURE_COUNT = 16
 # 20-25 bytes), so 16 still catches fills of a few hundred bytes, while 15 exact repeats of a
 # rich texture in a row is far past anything noisy content, or a ramp, can produce.
 RUN_BLOCKS = 16
+# A flat colour seen through a 2x2 CFA that a writer packs into each 8x8 block repeats one
+# textured block exactly too, when quantisation removed the noise. Such a period-2 pattern
+# (and its level) has DCT energy only at frequency 0 and the odd ones in each direction, since
+# (-1)^n is antisymmetric about the block's centre; decoded garbage fills the even ones too.
+# A block counts as textured only with some energy where no period-2 pattern has any.
+_EVEN = np.arange(8) % 2 == 0
+_NOT_PERIOD_2 = (_EVEN[:, None] & (np.arange(8) >= 2)[:, None]) | \
+    (_EVEN[None, :] & (np.arange(8) >= 2)[None, :])
+MIN_NOT_PERIOD_2 = 4
 
 _N = np.arange(8)
 _DCT = np.sqrt(2 / 8) * np.cos((2 * _N[None, :] + 1) * _N[:, None] * np.pi / 16)
@@ -102,7 +111,9 @@ def repeated_blocks(image: np.ndarray, bits: int = 8) -> int:
     coeffs = _DCT @ blocks[need].astype(np.float32) @ _DCT.T
     coeffs[:, 0, 0] = 0
     textured = np.zeros_like(need)
-    textured[need] = (np.abs(coeffs) >= TEXTURE_COEFF).sum(axis=(1, 2)) >= TEXTURE_COUNT
+    strong = np.abs(coeffs) >= TEXTURE_COEFF
+    textured[need] = (strong.sum(axis=(1, 2)) >= TEXTURE_COUNT) & \
+        ((strong & _NOT_PERIOD_2).sum(axis=(1, 2)) >= MIN_NOT_PERIOD_2)
     pairs = same & textured[:, 1:] & textured[:, :-1]
     if not pairs.any():
         return 0
@@ -129,6 +140,8 @@ def decode_errors(data: bytes, ranges: list[tuple[int, int]]) -> list[str]:
                 frames = codec.decode(av.Packet(tile)) + codec.decode(None)
             except av.error.PatchWelcomeError:
                 continue  # a frame type FFmpeg lacks: says nothing about the data
+            except MemoryError:
+                raise  # av.error.MemoryError too: run_task makes the file unverified
             except av.FFmpegError as exc:
                 bad.append(f"tile {index}: {exc.strerror or type(exc).__name__}")
                 continue

@@ -328,6 +328,9 @@ def _annex_b(heif: Heif, item: Item, found: _Findings) -> bytes | None:
 
 def _decode_item(label: str, stream: bytes, found: _Findings) -> None:
     result = _decode_still(stream)
+    if result.missing:
+        found.unsupported.append(f"{label}: {result.missing}")
+        return
     if result.error:
         found.decode.append(f"{label}: {result.error}")
         return
@@ -385,6 +388,7 @@ def split_nals(payload: bytes, length_size: int) -> tuple[list[bytes], str | Non
 class _Decoded:
     frame: av.VideoFrame | None = None
     error: str | None = None
+    missing: str | None = None  # FFmpeg lacks a feature the stream uses: unsupported
     coded: tuple[int, int] = (0, 0)
     planes: list[np.ndarray] = field(default_factory=list)
 
@@ -400,6 +404,8 @@ def _decode_still(stream: bytes, prime: bytes | None = None) -> _Decoded:
             list(ctx.decode(av.Packet(prime)))
             list(ctx.decode(None))
             ctx.flush_buffers()
+        except MemoryError:
+            raise  # av.error.MemoryError too: out of memory says nothing about the file
         except av.FFmpegError as exc:
             return _Decoded(error=f"prime picture: {exc}")
     frames = []
@@ -407,6 +413,10 @@ def _decode_still(stream: bytes, prime: bytes | None = None) -> _Decoded:
         try:
             frames += ctx.decode(av.Packet(stream))
             frames += ctx.decode(None)
+        except MemoryError:
+            raise
+        except av.error.PatchWelcomeError as exc:  # a feature FFmpeg lacks: not damage
+            return _Decoded(missing=f"FFmpeg cannot decode this HEVC stream: {exc}")
         except av.FFmpegError as exc:
             return _Decoded(error=f"FFmpeg: {exc}")
     errors = _errors(logs)
@@ -416,7 +426,7 @@ def _decode_still(stream: bytes, prime: bytes | None = None) -> _Decoded:
         return _Decoded(error=f"{len(frames)} pictures decoded, expected one")
     if frames[0].is_corrupt:
         return _Decoded(error="FFmpeg marks the picture corrupt")
-    return _Decoded(frames[0], None, (ctx.coded_width, ctx.coded_height), _planes(frames[0]))
+    return _Decoded(frames[0], coded=(ctx.coded_width, ctx.coded_height), planes=_planes(frames[0]))
 
 
 class _ffmpeg_log:
@@ -550,6 +560,8 @@ def _check_clip(clip: bytes, found: _Findings) -> None:
                     parts.append(_check_track(stream, packets[stream.index], found))
                     if found.clip:
                         return
+        except MemoryError:
+            raise
         except (av.FFmpegError, ValueError, OSError, EOFError) as exc:
             found.clip.append(f"clip: {type(exc).__name__}: {exc}")
             return

@@ -24,7 +24,7 @@ import rawpy
 import simplejpeg
 
 from ingest.decode import DAMAGED, NO_MEMORY, UNSUPPORTED, check, outcome
-from ingest.decode.cameras import camera_support, libraw_cameras  # noqa: F401 (re-exported)
+from ingest.decode.cameras import camera_support
 from ingest.decode.jpeg import scale_args
 from ingest.decode.lj92 import is_dct
 from ingest.decode.sensor import sensor_checks

@@ -33,8 +33,8 @@ class StoredImage(Protocol):
 # Target span of one chunk of a row: short enough that a 64 KiB fill covers many chunks,
 # long enough that a real sensor never yields one of exactly constant value unless clipped.
 CHUNK_SAMPLES = 1024
-# Impossible-constant spans needed before the data is called damaged (one is already
-# implausible; two keep a single odd span from deciding alone).
+# Exact ramps needed before the data is called damaged (one is already impossible for a
+# sensor; two keep a single odd span from deciding alone).
 MIN_BAD_SPANS = 2
 # Share of non-zero values below which a plane is "mostly zero": noted, never decisive.
 MIN_NONZERO_SHARE = 0.01
@@ -140,7 +140,7 @@ def chunk_width(width: int, tile_width: int = 0) -> int:
 
 
 def ramp_check(data: np.ndarray, *, black: int, white: int, colors: int = 3,
-                        tile_width: int = 0) -> dict:
+               tile_width: int = 0) -> dict:
     """Row spans that are exact ramps: decisive. Constant spans: reported, never decisive.
 
     A ramp is exactly linear per CFA colour over a whole span: a lossless-JPEG predictor chain
@@ -250,9 +250,11 @@ def low_bits_check(data: np.ndarray) -> dict:
         return check("low_bits", True, "the low bits vary like sensor noise")
     if lengths[long_runs].sum() > flat.size // 2:
         return check("low_bits", True, "the low bits are constant: this camera stores none")
+    # Varying within one CFA phase: two channels clipped at levels that share their low bits
+    # alternate, but each stays constant.
     bad = [i for i in long_runs
-           if flat[starts[i]:starts[i] + lengths[i]].min()
-           != flat[starts[i]:starts[i] + lengths[i]].max()]
+           if flat[starts[i]:starts[i] + lengths[i]:2].min()
+           != flat[starts[i]:starts[i] + lengths[i]:2].max()]
     if not bad:
         return check("low_bits", True, "no varying run with constant low bits")
     row, col = divmod(int(starts[bad[0]]), data.shape[1])
@@ -294,15 +296,14 @@ def sensor_levels(raw: rawpy.RawPy, tile_width: int = 0) -> SensorLevels:
         tile_width=tile_width)
 
 
-def content_checks(stored: np.ndarray, visible: np.ndarray, lv: SensorLevels,
-                   whole: bool = False) -> list[dict]:
+def content_checks(stored: np.ndarray, visible: np.ndarray, lv: SensorLevels) -> list[dict]:
     """The checks on unpacked sensor data: exact ramps, zero runs under a real black offset,
     and a mostly zero plane. Tiled data is checked for ramps in stored coordinates so spans
-    line up with the tiles. `whole`: every stored sample is the camera's (a DNG), so zero
-    runs are looked for in the margins too; other formats may keep padding there."""
+    line up with the tiles. Zero runs are looked for in the visible image only: what lies in
+    the masked margins is the writer's business (the DNG specification leaves it open)."""
     return [ramp_check(stored if lv.tile_width else visible, black=lv.black,
-                                white=lv.white, colors=lv.colors, tile_width=lv.tile_width),
-            below_black_check(stored if whole else visible, black=lv.black, colors=lv.colors),
+                       white=lv.white, colors=lv.colors, tile_width=lv.tile_width),
+            below_black_check(visible, black=lv.black, colors=lv.colors),
             nonzero_check(visible, lv.colors)]
 
 
@@ -319,7 +320,7 @@ def sensor_checks(raw: rawpy.RawPy, stored: StoredImage | None, data: bytes) -> 
     if data[6:14] == _CRW_MAGIC:
         checks.append(low_bits_check(raw.raw_image))
     return checks + content_checks(raw.raw_image, raw.raw_image_visible,
-                                   sensor_levels(raw, tile_width), whole=stored is not None)
+                                   sensor_levels(raw, tile_width))
 
 
 def dct_check(stored: StoredImage, data: bytes) -> dict:
@@ -335,11 +336,17 @@ def dct_check(stored: StoredImage, data: bytes) -> dict:
 def lj92_check(raw: rawpy.RawPy, stored: StoredImage, data: bytes) -> dict:
     """Every lossless-JPEG tile accounts exactly for its stored bits (see decode/lj92.py).
 
-    A mismatch decides only when other tiles of the same file proved exact: that shows the
-    model fits this writer and LibRaw's samples are the coded values (no linearisation curve
-    in between), so a tile that does not fit is damaged. A file where no tile fits (one strip
+    A mismatch decides only when other tiles of the same file proved exact (the model fits
+    this writer) and LibRaw applied no curve (its samples are the coded values): a full tile
+    that does not fit then is damaged. A file where no tile fits (one strip
     only, or a writer this model does not describe) is left to the other checks.
     """
+    curve = raw.tone_curve
+    if curve is not None and not (curve == np.arange(curve.size)).all():
+        # A LinearizationTable: LibRaw's samples are not the coded values, even where the curve
+        # happens to map some of them to themselves.
+        return check("lj92_tiles", True, "not judged: LibRaw maps the stored values through "
+                                         "a curve")
     result = lj92.check_tiles(data, stored.ranges, raw.raw_image, stored.tile_width)
     counts = f"{result.checked} of {len(stored.ranges)} tiles exact"
     if result.bad and result.checked:

@@ -9,9 +9,9 @@ It never raises: any exception becomes a "damaged" result carrying the error tex
 running out of memory, which says nothing about the file: that is "unsupported" (the file is
 reported unverified, its copy proven by its checksum alone), never "damaged".
 
-Run it in a DecodePool worker: the pool starts workers with an environment that makes LibRaw's
-undecoded tiles read as zeros (see pool.py); called in a long-lived process of its own, a
-damaged lossless-JPEG DNG can come back with stale pixels where its data failed.
+Run it in a DecodePool worker (one OpenMP thread, crash and timeout isolation; see pool.py).
+A damaged lossless-JPEG DNG tile that LibRaw leaves undecoded is found from its stored bytes
+(decode/lj92.py), whatever the worker's heap held before.
 """
 
 from __future__ import annotations
@@ -24,9 +24,6 @@ from ingest.decode import DAMAGED, NO_MEMORY, NOT_READ, UNSUPPORTED, check, outc
 from ingest.decode.capture import capture_fd2
 
 KINDS = ("raw", "jpeg", "heif", "tiff")
-# The reason given whenever a decoder runs out of memory (Python's MemoryError, or LibRaw's own
-# allocation failure). A large legitimate image on a small machine, or next to other workers,
-# is not damaged; "damaged on the card" would send a photographer into recovery for nothing.
 
 
 def decoder_for_kind(kind: str) -> str:
