@@ -321,7 +321,30 @@ def _checks(damage, formats) -> list[str]:
                       if r["format"] == fmt and r["verdict"] == CAUGHT)
         lines.append(f"| {_cell(fmt)} | " + " | ".join(str(got[n]) for n in names) + " |")
     lines.append("")
+    lines += [f"- `{n}`: {CHECK_MEANINGS[n]}" for n in names if n in CHECK_MEANINGS]
+    lines.append("")
     return lines
+
+
+# What each check that can decide "damaged" proves (ingest/decode/*.py say why in full).
+CHECK_MEANINGS = {
+    "unpack": "LibRaw raised while unpacking the sensor data (corrupt or missing data)",
+    "open": "LibRaw could not even identify the file, and its structure shows damage",
+    "scan_data": "strict libjpeg-turbo found the JPEG's entropy-coded data corrupt",
+    "lj92_tiles": "a lossless-JPEG tile's samples do not account for its stored bits",
+    "dct_tiles": "FFmpeg's strict decode of a lossy DNG tile failed, or it decodes to one "
+                 "textured 8x8 block repeated (decoded garbage)",
+    "below_black": "runs of one value under half a black offset the data confirms",
+    "low_bits": "a CRW's uncompressed low bits overwritten",
+    "ramps": "exact ramps in sensor data (a broken predictor chain)",
+    "structure": "data claimed past the end of the file, or boxes/IFDs that do not add up",
+    "data_size": "too few bytes for the image the header claims, for any codec",
+    "nal units": "an HEVC NAL unit that breaks the codec's rules (length, emulation)",
+    "hevc decode": "FFmpeg's strict HEVC decode failed",
+    "coverage": "HEVC slice data ended before every block of the picture was decoded",
+    "decode": "the decoder raised",
+    "clip": "the motion photo's appended clip does not demux or decode cleanly",
+}
 
 
 def _misses(damage) -> list[str]:

@@ -92,8 +92,8 @@ class Coding:
 # names them ("*" for its only part).
 SAMPLE_CODINGS: dict[str, dict[str, Coding]] = {
     "nikon-d5000-lossless.dng": {"*": Coding("DNG (lossless JPEG)", "lossless JPEG tiles")},
-    "blackmagic-pocket-cinema-4k.dng": {"*": Coding("DNG (lossless JPEG)",
-                                                    "lossless JPEG tiles")},
+    "blackmagic-pocket-cinema-4k.dng": {"*": Coding("DNG (lossy JPEG)",
+                                                    "12-bit DCT JPEG tiles (CinemaDNG)")},
     "canon-550d-magiclantern.dng": {"*": Coding("DNG (uncompressed)", "uncompressed 14-bit",
                                                 UNCOMPRESSED)},
     "nikon-coolscan-iv-ed-scanner.nef": {"*": Coding("NEF (uncompressed scan)",
