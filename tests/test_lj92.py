@@ -76,12 +76,13 @@ def test_a_filled_block_in_any_full_tile_is_damage(tmp_path, predictor, fill):
     assert not missed, missed
 
 
-def test_an_edge_tile_that_no_padding_fits_is_unchecked_not_damaged(tmp_path):
+def test_an_edge_tile_that_no_padding_fits_is_unchecked_without_proof_of_the_padding(tmp_path):
     """Edge tiles padded by repeating the last two columns and rows (keeping the CFA phase),
-    with a clipped corner: that padding is tried and fits. A fill in an edge tile is left
-    unchecked, whatever padding the other edge tiles used."""
+    all in a clipped area: several paddings fit each alike, so none is proven the writer's,
+    and a fill in an edge tile is left unchecked (an outside review's false alarm)."""
     data, bits = _frame("smooth14")
-    data[:120, -200:] = 16383  # a clipped corner: several paddings give the same bits there
+    data[:, -200:] = 16383  # the right edge clipped: paddings give the same bits there
+    data[-20:, :] = 16383   # and the bottom edge
     tiles = []
     for top in range(0, 500, 240):
         for left in range(0, 700, 256):
@@ -98,10 +99,34 @@ def test_an_edge_tile_that_no_padding_fits_is_unchecked_not_damaged(tmp_path):
         blob += t
     result = lj92.check_tiles(blob, ranges, data, 256)
     assert result.bad == [] and result.checked == 9
-    offset, count = ranges[8]  # the bottom-right edge tile
-    broken = blob[:offset + count // 2] + bytes(256) + blob[offset + count // 2 + 256:]
-    result = lj92.check_tiles(broken, ranges, data, 256)
+    # What LibRaw would make of damage in the bottom-right edge tile: other samples from the
+    # same number of stored bits.
+    misread = data.copy()
+    misread[480:, 512:] = np.random.default_rng(1).integers(0, 4096, misread[480:, 512:].shape)
+    result = lj92.check_tiles(blob, ranges, misread, 256)
     assert result.bad == [] and result.unchecked == 1 and result.checked == 8
+
+
+def test_an_edge_tile_misfit_is_damage_once_the_writers_padding_is_proven(tmp_path):
+    """The D5000-like case: noisy edge tiles padded with zeros; only zero padding fits them, so
+    it is the writer's, and an edge tile that no longer fits is damaged."""
+    data, bits = _frame("noise12")
+    tiles = []
+    for top in range(0, 500, 240):
+        for left in range(0, 700, 256):
+            block = data[top:top + 240, left:left + 256]
+            block = np.pad(block, ((0, 240 - block.shape[0]), (0, 256 - block.shape[1])))
+            tiles.append(dng.lj92_encode(block, bits))
+    blob, ranges = b"", []
+    for t in tiles:
+        ranges.append((len(blob), len(t)))
+        blob += t
+    assert lj92.check_tiles(blob, ranges, data, 256).checked == 9
+    misread = data.copy()
+    misread[480:, 512:] = np.random.default_rng(1).integers(0, 4096, misread[480:, 512:].shape)
+    result = lj92.check_tiles(blob, ranges, misread, 256)
+    assert result.checked == 8 and len(result.bad) == 1, result
+    assert "padding (constant)" in result.bad[0]
 
 
 def test_a_tile_whose_header_is_gone_is_damage_whatever_the_heap_held(tmp_path):

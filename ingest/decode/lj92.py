@@ -15,11 +15,12 @@ leaves whatever its buffer held (zeros with glibc's MALLOC_PERTURB_, an earlier 
 without). Both show here as a tile whose samples do not account for its stored bits, whatever
 the C library. No legitimate encoder writes such a tile, so a mismatch decides `damaged`.
 
-What is not checked (the result says so, and the other checks still run): edge tiles whose
-padding samples LibRaw crops away count as proven only when one of the paddings writers use
-(zeros, the edge repeated, the last two rows and columns repeated) accounts for the bits
-exactly, and are otherwise left unchecked, never called damaged; tiles using restart
-intervals or a point transform; and frames whose shape is not one sample row per tile row.
+What is not checked (the result says so, and the other checks still run): edge tiles, whose
+padding samples LibRaw crops away, are proven when one of the paddings writers use (zeros,
+the edge repeated, the last two rows and columns repeated) accounts for the bits exactly; a
+misfit is called damaged only once another edge tile of the file was fitted by exactly one
+padding (the writer's), and is otherwise left unchecked. Tiles using restart intervals or a
+point transform, and frames whose shape is not one sample row per tile row, are not checked.
 """
 
 from __future__ import annotations
@@ -253,6 +254,7 @@ def check_tiles(data: bytes, ranges: list[tuple[int, int]], image: np.ndarray,
         out.unchecked = len(ranges)
         return out
     edge_misfits: list[str] = []  # edge tiles no padding fitted
+    proven: set[str] = set()      # paddings that alone fitted some edge tile of this file
     pending: list[tuple[np.ndarray, Lj92Header, int, str]] = []  # full tiles, judged in batches
     for index, (offset, count) in enumerate(ranges):
         ty, tx = divmod(index, across)
@@ -280,9 +282,11 @@ def check_tiles(data: bytes, ranges: list[tuple[int, int]], image: np.ndarray,
             continue
         block = image[top:top + tile_length, left:left + tile_width]
         if block.shape != (tile_length, tile_width):
-            fitted = _padding_that_fits(block, hdr, tile_length, tile_width, stored)
+            fitted = _paddings_that_fit(block, hdr, tile_length, tile_width, stored)
             if fitted:
                 out.checked += 1
+                if len(fitted) == 1:
+                    proven |= fitted
             else:
                 edge_misfits.append(where)
             continue
@@ -290,10 +294,16 @@ def check_tiles(data: bytes, ranges: list[tuple[int, int]], image: np.ndarray,
         if len(pending) == _BATCH_TILES:
             _judge(pending, out)
     _judge(pending, out)
-    # An edge tile that no padding fits is left unchecked: a writer may pad in a way not tried
-    # here, and in a flat corner several paddings fit alike, so a fit elsewhere proves nothing
-    # about this tile's writer.
-    out.unchecked += len(edge_misfits)
+    # An edge tile that no padding fits is damaged only when another edge tile of the file was
+    # fitted by exactly one padding: that names the writer's padding. A fit that several
+    # paddings share (a flat corner) names nothing, and a writer may pad in a way not tried
+    # here: without such proof the tile is left unchecked.
+    for where in edge_misfits:
+        if proven:
+            out.bad.append(f"{where}: its samples do not account for its stored bits with the "
+                           f"padding ({', '.join(sorted(proven))}) this file's writer uses")
+        else:
+            out.unchecked += 1
     return out
 
 
@@ -327,12 +337,13 @@ def _judge(pending: list[tuple[np.ndarray, Lj92Header, int, str]], out: TileResu
 _PADDINGS = ("constant", "edge", "cfa")
 
 
-def _padding_that_fits(block: np.ndarray, hdr: Lj92Header, tile_length: int, tile_width: int,
-                       stored: int) -> str | None:
+def _paddings_that_fit(block: np.ndarray, hdr: Lj92Header, tile_length: int, tile_width: int,
+                       stored: int) -> set[str]:
     """An edge tile's padding that LibRaw cropped away, put back: writers pad with zeros (the
     Nikon D5000's DNG), repeat the edge sample, or repeat the last two rows and columns (which
-    keeps the CFA phase). The mode that accounts for the stored bits exactly, if any."""
+    keeps the CFA phase). The modes that account for the stored bits exactly."""
     pad = ((0, tile_length - block.shape[0]), (0, tile_width - block.shape[1]))
+    fitting = set()
     for mode in _PADDINGS:
         if mode == "cfa":
             padded = _repeat_last_two(block, tile_length, tile_width)
@@ -341,8 +352,8 @@ def _padding_that_fits(block: np.ndarray, hdr: Lj92Header, tile_length: int, til
         hist = _size_hist(padded[None], hdr, None)[0]
         bits, complete = _bits(hist, hdr)
         if complete and fits(bits, stored, int(hist[:, 16].sum())):
-            return mode
-    return None
+            fitting.add(mode)
+    return fitting
 
 
 def _repeat_last_two(block: np.ndarray, rows: int, cols: int) -> np.ndarray:
