@@ -337,8 +337,14 @@ def _under_memory_limits(path: Path, kind: str, margins: list[int]) -> list[dict
         pytest.skip("needs /proc/self/status (Linux) to size the address-space limit")
     results = []
     for mib in margins:
-        proc = subprocess.run([sys.executable, "-c", _UNDER_LIMIT, str(path), kind, str(mib)],
-                              capture_output=True, text=True, timeout=300)
+        try:
+            proc = subprocess.run([sys.executable, "-c", _UNDER_LIMIT, str(path), kind,
+                                   str(mib)], capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            # A decoder stuck when its threads cannot get stack space: in a DecodePool worker
+            # that is the "timeout" verdict (unverified), never damaged.
+            results.append({"mib": mib, "verdict": "timeout", "error": "", "detail": ""})
+            continue
         if proc.returncode < 0:
             results.append({"mib": mib, "verdict": "crashed", "error": "", "detail": ""})
             continue
@@ -348,10 +354,11 @@ def _under_memory_limits(path: Path, kind: str, margins: list[int]) -> list[dict
 
 
 def _assert_never_damaged(results: list[dict]) -> list[dict]:
-    """Every run decodes, is unsupported for memory, or dies; returns the unsupported ones."""
+    """Every run decodes, is unsupported for memory, dies or hangs (crashed / timeout in the
+    pool: unverified); returns the unsupported ones."""
     assert results[-1]["verdict"] == "ok", results[-1]  # with room enough, the file is fine
     for r in results:
-        assert r["verdict"] in ("ok", "unsupported", "crashed"), r
+        assert r["verdict"] in ("ok", "unsupported", "crashed", "timeout"), r
     short = [r for r in results if r["verdict"] == "unsupported"]
     assert short, results
     assert all(r["error"].endswith(NO_MEMORY) for r in short), short
