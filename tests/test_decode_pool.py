@@ -148,7 +148,9 @@ class CrashingInput:
         gone.register(fd, select.POLLERR)  # a FIFO's write end reports POLLERR without readers
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if gone.poll(0):
+            # Stopping: the reader that released our open may be the test's own (__exit__),
+            # which keeps the FIFO from reporting POLLERR once the worker is gone.
+            if self._stop or gone.poll(0):
                 return None
             for entry in os.scandir("/proc"):
                 if entry.name.isdigit() and int(entry.name) != os.getpid() \
