@@ -143,10 +143,13 @@ def verify_heif(data: bytes) -> ImageDecode:
     if error is None:
         checks.append(check("decode", True,
                             f"libheif: {len(sizes)} image(s) decode: {', '.join(sizes)}"))
-    elif not unsupported:
+    elif not unsupported and not all(c["ok"] for c in checks):
         checks.append(check("decode", False, f"libheif: {error}"))
-    else:  # libheif lacks the same codec the strict path lacks: not evidence of damage
-        unsupported.append(f"libheif: {error}")
+    else:
+        # The strict check decides: when it found nothing (or a codec is missing there too),
+        # libheif failing alone is no proof of damage (short of memory, it fails the same way)
+        # and the file is unverified with libheif's reason.
+        unsupported.append(f"libheif could not decode it here: {error}")
     broken = any(not c["ok"] for c in checks)
     verdict = DAMAGED if broken else (UNSUPPORTED if unsupported else OK)
     err = "; ".join(unsupported) if verdict == UNSUPPORTED else None
