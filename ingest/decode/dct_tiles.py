@@ -23,6 +23,8 @@ import av
 import av.logging
 import numpy as np
 
+from ingest.decode.lj92 import dct_precision
+
 _STRICT = {"err_detect": "explode+crccheck+bitstream+buffer+careful"}
 
 
@@ -67,19 +69,6 @@ def decoder_name() -> str:
 def _ffmpeg_version() -> str:
     info = getattr(av, "ffmpeg_version_info", "") or ""
     return str(info) or "unknown"
-
-
-def precision(tile: bytes) -> int | None:
-    """The sample precision (bits) of the tile's SOF0/SOF1/SOF2 frame header, if found."""
-    pos = 2
-    while pos + 5 <= min(len(tile), 4096) and tile[pos] == 0xFF:
-        marker = tile[pos + 1]
-        if marker in (0xC0, 0xC1, 0xC2):
-            return tile[pos + 4]
-        if marker in (0xC3, 0xDA):
-            return None
-        pos += 2 + int.from_bytes(tile[pos + 2:pos + 4], "big")
-    return None
 
 
 def repeated_blocks(image: np.ndarray, bits: int = 8) -> int:
@@ -158,4 +147,4 @@ def _run_of(frame: av.VideoFrame, tile: bytes) -> int:
     """`repeated_blocks` of a one-component (grey) frame; other layouts are not judged."""
     if frame.format.name not in ("gray", "gray16le", "gray16be"):
         return 0
-    return repeated_blocks(frame.to_ndarray(), precision(tile) or 8)
+    return repeated_blocks(frame.to_ndarray(), dct_precision(tile) or 8)

@@ -57,17 +57,23 @@ class OtherJpeg(ValueError):
     """A DCT or arithmetic-coded JPEG tile (lossy DNG): not this check's business."""
 
 
-def is_dct(tile: bytes) -> bool:
-    """Whether the tile's frame header is a Huffman-coded DCT frame (SOF0/SOF1/SOF2)."""
+def dct_precision(tile: bytes) -> int | None:
+    """The sample precision (bits) of a Huffman-coded DCT frame header (SOF0/SOF1/SOF2) at the
+    tile's start, 0 when the header is cut before it; None when the tile is no DCT frame."""
     pos = 2
     while pos + 4 <= min(len(tile), 4096) and tile[pos] == 0xFF:
         marker = tile[pos + 1]
         if marker in (0xC0, 0xC1, 0xC2):
-            return True
+            return tile[pos + 4] if pos + 4 < len(tile) else 0
         if marker in (0xC3, 0xDA):
-            return False
+            return None
         pos += 2 + int.from_bytes(tile[pos + 2:pos + 4], "big")
-    return False
+    return None
+
+
+def is_dct(tile: bytes) -> bool:
+    """Whether the tile's frame header is a Huffman-coded DCT frame (SOF0/SOF1/SOF2)."""
+    return dct_precision(tile) is not None
 
 
 def parse_header(tile: bytes) -> Lj92Header:
