@@ -9,12 +9,14 @@ worker reads the file from its own mount or from the bucket, past every cache.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 from ingest.catalog import Row
 from ingest.fsio import FileIO
+from ingest.model import Status
 from ingest.verify.check import HashCheck
 
 # A decode request (`check.decode_request`) -> a decode pool result (the dict
@@ -59,3 +61,20 @@ class CheckBackend(Protocol):
 
     @property
     def versions(self) -> dict | None: ...
+
+
+def check_file(task: CheckTask, decoder: Decoder | None) -> CheckResult:
+    """One file's whole check where the task runs (a Dask worker): re-read and hash it past
+    every cache, and decode-check it with `decoder` when the hash matches. Never raises."""
+    from ingest.verify import check
+
+    path = os.path.join(task.archive, task.rel)
+    try:
+        hc = check.hash_check(path, task.row, task.io)
+    except Exception as e:  # noqa: BLE001 - a per-file failure is a status, not a crash
+        hc = HashCheck(Status.CORRUPT, f"could not be checked: {type(e).__name__}: {e}", None,
+                       0, None, 0.0)
+    out = CheckResult(task.key, hc, None)
+    if hc.status is Status.VERIFIED and task.decode and decoder is not None:
+        out.decode = decoder(check.decode_request(path, task.row.kind or ""))
+    return out
