@@ -31,6 +31,7 @@ from ingest.model import SourceFile, Status
 from ingest.preflight import UsageError, check_catalogued, check_source
 from ingest.safety import DeviceNames, FileVerdict, card_fingerprint, judge, st_dev
 from ingest.status import Archive
+from ingest.store.urls import is_object_store
 from ingest.volume import volume_identity
 
 # What a file's verdict must say before it may be accepted as lost: damage no re-run can fix.
@@ -60,7 +61,7 @@ def accept(source: str, destinations: list[str], files: list[str], reason: str |
         raise UsageError("name at least one card file with --file PATH")
     if not undo and not (reason or "").strip():
         raise UsageError("say why with --reason TEXT (it is shown wherever the file is listed)")
-    if any("://" in d for d in destinations):
+    if any(is_object_store(d) for d in destinations):
         raise UsageError("ingest accept records in local destinations only; give their folders")
     card = check_source(source)
     roots = check_catalogued(destinations, "destination", none="give at least one destination",

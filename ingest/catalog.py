@@ -361,3 +361,41 @@ def acceptance_in(db: sqlite3.Connection, card_path: str, size: int,
             return None  # a catalog from before acceptances existed
         raise
     return Acceptance(*row) if row else None
+
+
+class ReadOnlyCatalog:
+    """A catalog opened read-only: status must work on a write-protected archive disk and
+    must never change it. `Catalog()` would create tables and write a meta row."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+        self._columns = ", ".join(Row.__slots__)
+
+    def by_hash(self, digest: str) -> list[Row]:
+        cur = self.db.execute(f"SELECT {self._columns} FROM files WHERE xxh3_128=? ORDER BY id",
+                              (digest,))
+        return [Row(*r) for r in cur]
+
+    def acceptance(self, card_path: str, size: int, mtime_ns: int) -> Acceptance | None:
+        return acceptance_in(self.db, card_path, size, mtime_ns)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_readonly(path: str) -> ReadOnlyCatalog:
+    """The catalog file at `path`, read-only. A WAL database opened read-only needs its -shm
+    file; on a read-only mount it cannot be made, and nothing can be writing there either, so
+    the file is then read as immutable. Raises sqlite3.Error when it cannot be read."""
+    from urllib.parse import quote
+
+    uri = "file:" + quote(path)
+    last: sqlite3.Error | None = None
+    for mode in ("?mode=ro", "?mode=ro&immutable=1"):
+        try:
+            db = sqlite3.connect(uri + mode, uri=True, timeout=30)
+            db.execute("SELECT count(*) FROM files").fetchone()
+            return ReadOnlyCatalog(db)
+        except sqlite3.Error as e:
+            last = e
+    raise last

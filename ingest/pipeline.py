@@ -25,7 +25,6 @@ from ingest.lock import DestinationLock
 from ingest.model import CARD_STOPPED, Copy, FileRecord, Kind, SourceFile, Status
 from ingest.preflight import UsageError, check_destinations, check_source, remove_stale_probes
 from ingest.rebuild import open_or_rebuild
-from ingest.remote import split_destinations
 from ingest.safety import (
     CHANGED_SINCE_ACCEPTED,
     CardVerdict,
@@ -40,6 +39,8 @@ from ingest.safety import (
     shared_device_warnings,
     store_device_id,
 )
+from ingest.store import open_store
+from ingest.store.urls import split_destinations
 from ingest.summary import summarize
 from ingest.volume import volume_identity
 
@@ -92,9 +93,11 @@ def offload(cfg: OffloadConfig) -> RunResult:
         from ingest.verify.repair import record_peers
 
         for d in dests:  # so a later `ingest verify --repair` knows where the siblings are
-            record_peers(d.catalog, roots, session, started.isoformat())
+            record_peers(d.catalog, roots + remote_urls, session, started.isoformat())
         remotes = [_open_remote(url, cfg, session, source, volume, stack)
                    for url in remote_urls]
+        for remote in remotes:
+            remote.remember_peers(roots + remote_urls, started.isoformat())
         devices = _Devices.look(cfg, source, roots, remotes)
         for warning in devices.warnings:  # before the first copy, while it can be changed
             emit("warning", text=warning)
@@ -138,6 +141,8 @@ def offload(cfg: OffloadConfig) -> RunResult:
         run.finish(records)
         for remote in remotes:
             remote.finish(records)
+            if cfg.destination_reports:
+                _fill_object_store(remote, records, finished=cfg.clock())
         # After the catalogs took each file's own finding, so an acceptance taken back
         # later leaves the finding there to see.
         card = _judge(records, dests, devices, cfg, found)
@@ -165,9 +170,8 @@ def offload(cfg: OffloadConfig) -> RunResult:
         report["source_error"] = watch.to_json(records)
     if rebuilds:
         report["rebuilds"] = rebuilds
-    write_reports(report, [d.root for d in dests if not d.dead], cfg)
-    for remote in remotes:
-        remote.write_report(report)
+    write_reports(report, [d.root for d in dests if not d.dead], cfg,
+                  stores=[r for r in remotes if not r.dead])
     return RunResult(report, records, found, dests)
 
 
@@ -302,17 +306,55 @@ def _start_decoder(cfg: OffloadConfig, found: Discovery, stack: ExitStack):
 
 
 def _open_remote(url: str, cfg: OffloadConfig, session: str, source: str, volume, stack):
-    """An s3:// destination, filled from each file's verified local copy (ingest.remote)."""
-    from ingest.remote.stage import RemoteDestination
-
-    remote = RemoteDestination(url, endpoint=cfg.s3_endpoint, clock=cfg.clock)
-    remote.open(session, source=source, volume=volume)
+    """An object-store destination, filled from each file's verified local copy."""
+    remote = open_store(url, endpoint=cfg.s3_endpoint, clock=cfg.clock)
+    remote.open(session, command="offload", source=source, volume=volume)
     stack.callback(remote.close)
     return remote
 
 
-def write_reports(report: dict, roots: list[str], cfg) -> None:
-    """The reports the user asked for, then a JSON and HTML copy inside each destination."""
+def _fill_object_store(remote, records: list[FileRecord], finished) -> None:
+    """What a local destination gets beside the copies: the previews of the files uploaded in
+    this run (from the local copy's previews folder) and one ASC MHL generation. A failure
+    here costs neither the copies nor the run: it is the destination's error in the report."""
+    from pathlib import Path
+
+    from ingest.mhl import FOLDER as MHL_FOLDER
+    from ingest.mhl import MhlEntry, add_generation, read_history, representable
+
+    try:
+        for rec in records:
+            up = next((c for c in rec.copies if c.destination == remote.url and c.verified
+                       and c.action == "copied"), None)
+            if up is None or not rec.preview:
+                continue
+            for c in rec.copies:
+                if c.verified and c.destination != remote.url:
+                    path = os.path.join(c.destination, STATE_DIR, PREVIEW_DIR, rec.preview)
+                    if _nonempty(path):
+                        with open(path, "rb") as f:
+                            remote.write_small(f"{STATE_DIR}/{PREVIEW_DIR}/{up.path}.jpg",
+                                               f.read())
+                        break
+        copies = [(r, c) for r in records for c in r.copies
+                  if c.destination == remote.url and c.verified and representable(c.path)]
+        if not copies:
+            return
+        with remote.folder(MHL_FOLDER) as root:
+            known = read_history(Path(root))
+            entries = [MhlEntry(c.path, r.size, r.mtime_ns, r.xxh3_128, "original", finished)
+                       for r, c in copies if c.action == "copied" or c.path not in known]
+            if entries:
+                add_generation(Path(root), entries, process="transfer",
+                               tool_version=__version__, now=finished)
+    except (OSError, ValueError) as e:
+        remote.dead = remote.dead or f"could not write previews or the ASC MHL history: {e}"
+
+
+def write_reports(report: dict, roots: list[str], cfg, stores: list | None = None) -> None:
+    """The reports the user asked for, then a JSON and HTML copy inside each destination:
+    `roots` are folders; `stores` object stores (or any `Store`), which get the same files
+    through `write_small`."""
     from pathlib import Path
 
     from ingest.report.html import default_html_path, write_html
@@ -330,6 +372,8 @@ def write_reports(report: dict, roots: list[str], cfg) -> None:
             write_json(report, str(html.with_suffix(".json")))
         except OSError:
             pass  # a destination that failed mid-run is already named in the report
+    for store in (stores or []) if cfg.destination_reports else []:
+        _report_into(store, report, previews[0] if previews else None)
     if cfg.json_path:
         write_json(report, cfg.json_path)
     if cfg.junit_path:
@@ -338,6 +382,47 @@ def write_reports(report: dict, roots: list[str], cfg) -> None:
         write_junit(report, Path(cfg.junit_path))
     if cfg.html_path:
         write_html(report, Path(cfg.html_path), previews[0] if previews else None)
+
+
+def _report_into(store, report: dict, local_previews) -> None:
+    """The HTML and JSON reports inside a store that is not a folder: rendered in a temporary
+    folder laid out as the store is (so the page's links to previews hold in the store),
+    then written whole. The page reads each preview's size: from the local destination's
+    previews when the run had one, else from the store."""
+    import tempfile
+    from pathlib import Path
+
+    from ingest.report.html import default_html_path, write_html
+    from ingest.report.json_report import dumps
+
+    with tempfile.TemporaryDirectory(prefix="ingest-report-") as tmp:
+        previews = Path(tmp) / STATE_DIR / PREVIEW_DIR
+        previews.parent.mkdir(parents=True)
+        if local_previews is not None and local_previews.is_dir():
+            previews.symlink_to(local_previews, target_is_directory=True)
+        else:
+            for rec in report.get("files") or []:
+                name = rec.get("preview")
+                if not name or not any(c.get("destination") == store.url
+                                       for c in rec.get("copies") or []):
+                    continue
+                try:
+                    data = store.read_small(f"{STATE_DIR}/{PREVIEW_DIR}/{name}")
+                except OSError:
+                    data = None
+                if data:
+                    path = previews / name
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(data)
+        html = default_html_path(report, Path(tmp))
+        try:
+            write_html(report, html, previews)
+            rel = html.relative_to(tmp).as_posix()
+            store.write_small(rel, html.read_bytes())
+            store.write_small(rel[:-len(".html")] + ".json",
+                              (dumps(report) + "\n").encode("utf-8"))
+        except OSError:
+            pass  # the report is also written where the user asked; the store is named in it
 
 
 class _Run:

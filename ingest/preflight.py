@@ -33,9 +33,6 @@ def check_destinations(source: str | None, destinations: list[str]) -> list[str]
     seen: dict[str, str] = {}
     out = []
     for dest in destinations:
-        if "://" in dest:
-            raise UsageError(f"destination {dest}: only s3:// URLs are supported as remote "
-                             "destinations")
         real = _real(dest)
         if not os.path.isdir(real):
             raise UsageError(f"destination {dest} does not exist or is not a folder: "

@@ -40,6 +40,8 @@ from ingest.safety import (
     st_dev,
     usable_devices,
 )
+from ingest.store import open_store
+from ingest.store.urls import canonical, is_object_store
 
 SAFE, NOT_SAFE = "safe", "not_safe"
 ARCHIVE_NOTE = ("Copies were checked by catalog and size on disk, not re-read here: "
@@ -71,8 +73,8 @@ def card_status(source: str, destinations: list[str], *, min_copies: int = 2,
     if min_copies < 1:
         raise UsageError("--min-copies must be at least 1")
     real_source = check_source(source)
-    local = [d for d in destinations if "://" not in d]
-    urls = [d for d in destinations if "://" in d]
+    local = [d for d in destinations if not is_object_store(d)]
+    urls = [d for d in destinations if is_object_store(d)]
     roots = _check_destinations(local) if local or not urls else []
     io = io or fsio.FileIO()
     emit = progress or (lambda *a, **k: None)
@@ -180,12 +182,17 @@ def _open_catalog(dest: str, root: str) -> _ReadOnlyCatalog:
 
 
 def _open_remotes(urls: list[str], endpoint: str | None) -> list:
-    """s3:// archives: their catalogs live in the bucket (ingest.remote); read-only here."""
-    if not urls:
-        return []
-    from ingest.remote.stage import RemoteArchive
-
-    return [RemoteArchive(url, endpoint=endpoint) for url in urls]
+    """Object stores: their catalogs live in the store; read-only here."""
+    views = []
+    try:
+        for url in urls:
+            store = open_store(canonical(url), endpoint=endpoint, background=False)
+            views.append(store.open_readonly())
+    except BaseException:
+        for view in views:
+            view.close()
+        raise
+    return views
 
 
 # one file ---------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def endpoint():
 
 @pytest.fixture()
 def bucket(endpoint) -> str:
-    from ingest.remote.s3 import make_filesystem
+    from ingest.store.s3 import make_filesystem
 
     name = f"photos-{uuid.uuid4().hex[:12]}"
     make_filesystem(endpoint).call_s3("create_bucket", Bucket=name)
@@ -80,21 +80,34 @@ def local(card, tmp_path) -> tuple[Path, object]:
 
 
 def store_for(endpoint: str, url: str, **kw):
-    from ingest.remote.s3 import S3Store
+    from ingest.store.s3 import S3Client
 
-    return S3Store(url, endpoint, **kw)
+    return S3Client(url, endpoint, **kw)
 
 
 def objects(endpoint: str, bucket: str) -> dict[str, int]:
-    from ingest.remote.s3 import S3Store
+    from ingest.store.s3 import S3Client
 
-    return S3Store(f"s3://{bucket}", endpoint).list("")
+    return S3Client(f"s3://{bucket}", endpoint).list("")
+
+
+def RemoteDestination(url: str, *, endpoint: str | None = None, store=None, **kw):  # noqa: N802
+    """The object store the offload opens for an s3:// URL, on a given client when a test
+    injects failures into its calls."""
+    from ingest.store.objects import ObjectStore
+
+    return ObjectStore(store or store_for(endpoint, url), **kw)
+
+
+def RemoteArchive(url: str, *, endpoint: str):  # noqa: N802
+    from ingest.store import open_store
+
+    return open_store(url, endpoint=endpoint, background=False).open_readonly()
 
 
 def upload_all(endpoint: str, url: str, records, session: str = "s1", **kw):
     """What the pipeline does after its local commits: one upload per record, applied to the
     record, statuses into the remote catalog, then the catalog uploaded."""
-    from ingest.remote.stage import RemoteDestination
 
     dest = RemoteDestination(url, endpoint=endpoint, **kw)
     dest.open(session, source="card")
@@ -107,7 +120,7 @@ def upload_all(endpoint: str, url: str, records, session: str = "s1", **kw):
 
 
 def remote_catalog(endpoint: str, url: str, tmp_path: Path) -> sqlite3.Connection:
-    from ingest.remote.s3 import CATALOG_KEY
+    from ingest.store.client import CATALOG_KEY
 
     store = store_for(endpoint, url)
     path = tmp_path / f"remote-{uuid.uuid4().hex[:6]}.sqlite"
@@ -118,7 +131,6 @@ def remote_catalog(endpoint: str, url: str, tmp_path: Path) -> sqlite3.Connectio
 @needs_s3
 def test_offload_to_s3_verify_and_status(endpoint, bucket, card, tmp_path):
     from ingest import fsio
-    from ingest.remote.stage import RemoteArchive
 
     root, result = offload_locally(card, tmp_path, decode=True)
     url = f"s3://{bucket}/archive/2024"
@@ -192,7 +204,7 @@ def test_rerun_finds_everything_in_place(endpoint, bucket, local):
 def test_rerun_proves_an_existing_object_before_trusting_it(endpoint, bucket, local, tmp_path):
     """An object overwritten at its catalogued size is no `existing` copy: the re-run downloads
     it again, records what it found, and uploads the file anew."""
-    from ingest.remote.s3 import make_filesystem
+    from ingest.store.s3 import make_filesystem
 
     _, result = local
     url = f"s3://{bucket}/a"
@@ -238,7 +250,6 @@ def test_failure_mid_upload_leaves_nothing_final_and_a_rerun_completes(endpoint,
     name, no partial, no unfinished multipart upload; the file needs a recopy; a re-run
     completes and its object hashes like the card."""
     from ingest.model import FileRecord
-    from ingest.remote.stage import RemoteDestination
 
     path, digest = big_file(tmp_path)
     url = f"s3://{bucket}/p"
@@ -288,8 +299,7 @@ def test_a_killed_runs_partials_are_swept_and_its_object_adopted(endpoint, bucke
     """A run killed after the copy but before its catalog upload left a stray partial, an
     unfinished multipart upload and a final object with no row. The next run removes the
     first two and adopts the third only after downloading it and finding it identical."""
-    from ingest.remote.s3 import PARTIALS
-    from ingest.remote.stage import RemoteDestination
+    from ingest.store.client import PARTIALS
 
     path, digest = big_file(tmp_path, 6 * MIB)
     url = f"s3://{bucket}/k"
@@ -315,7 +325,6 @@ def test_a_killed_runs_partials_are_swept_and_its_object_adopted(endpoint, bucke
 
 @needs_s3
 def test_checksum_and_redownload_mismatches_are_caught(endpoint, bucket, tmp_path):
-    from ingest.remote.stage import RemoteDestination
 
     path, digest = big_file(tmp_path, 2000)
     url = f"s3://{bucket}/c"
@@ -383,8 +392,7 @@ def test_verify_finds_rot_and_loss_in_the_bucket(endpoint, bucket, local):
 
 @needs_s3
 def test_second_writer_is_locked_out_and_a_dead_holder_taken_over(endpoint, bucket):
-    from ingest.remote.s3 import LOCK_KEY
-    from ingest.remote.stage import RemoteDestination
+    from ingest.store.client import LOCK_KEY
 
     url = f"s3://{bucket}/l"
     first = RemoteDestination(url, endpoint=endpoint)
@@ -408,13 +416,12 @@ def test_cli_and_reports_never_show_credentials(endpoint, bucket, local, tmp_pat
     """Endpoint from AWS_ENDPOINT_URL_S3 (botocore's own setting); an upload that fails with
     the secret in its error text; a verify through the command line. The secret and the key
     id appear in no record, report, catalog or output."""
-    from ingest.remote.stage import RemoteDestination
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
     _, result = local
     url = f"s3://{bucket}/s"
     dest = RemoteDestination(url)
-    real = dest.store.call
+    real = dest.client.call
 
     def leaky(method, **kw):
         if method == "put_object" and "/.ingest/partials/" in kw["Key"] and \
@@ -423,7 +430,7 @@ def test_cli_and_reports_never_show_credentials(endpoint, bucket, local, tmp_pat
         return real(method, **kw)
 
     records = [r for r in result.records if r.kind in (Kind.SIDECAR, Kind.JPEG)][:10]
-    dest.store.call = leaky
+    dest.client.call = leaky
     dest.open("s1")
     for rec in records:
         dest.record(rec, dest.start_record(rec).result())
@@ -445,7 +452,7 @@ def test_cli_and_reports_never_show_credentials(endpoint, bucket, local, tmp_pat
 
 @needs_s3
 def test_usage_errors_are_one_line(endpoint, bucket, tmp_path):
-    from ingest.remote import split_destinations
+    from ingest.store.urls import split_destinations
 
     runner = CliRunner()
     gone = runner.invoke(verify_command, [f"s3://{bucket}-missing/x", "--s3-endpoint",
@@ -458,12 +465,15 @@ def test_usage_errors_are_one_line(endpoint, bucket, tmp_path):
         split_destinations([f"s3://{bucket}/x"])
     assert split_destinations(["/a", f"s3://{bucket}/x/", "/b"]) == \
         (["/a", "/b"], [f"s3://{bucket}/x"])
-    with pytest.raises(UsageError, match="only s3://"):
-        split_destinations(["/a", "gs://b/x"])
+    with pytest.raises(UsageError, match="nosuch:// is not an object store"):
+        split_destinations(["/a", "nosuch://b/x"])
+    if importlib.util.find_spec("gcsfs") is None:
+        with pytest.raises(UsageError, match="gs:// destinations need gcsfs"):
+            split_destinations(["/a", "gs://b/x"])
 
 
 def test_without_s3fs_the_destination_says_how_to_enable_it(monkeypatch, tmp_path):
-    from ingest.remote import split_destinations
+    from ingest.store.urls import split_destinations
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
@@ -479,7 +489,7 @@ def test_without_s3fs_the_destination_says_how_to_enable_it(monkeypatch, tmp_pat
 
 
 def test_redact_removes_known_secrets(monkeypatch):
-    from ingest.remote import redact
+    from ingest.store.urls import redact
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value-xyz")
     text = redact("https://user:pw@host/x failed for AKIAABCDEFGHIJKLMNOP: s3cr3t-value-xyz",

@@ -17,6 +17,7 @@ import pytest
 from ingest import api
 from ingest.catalog import Catalog, catalog_path
 from ingest.verify import VerifyConfig
+from ingest.store.local import LocalStore
 from ingest.verify.check import ensure_schema, record_check
 from ingest.verify.plan import build_plan, parse_duration, parse_size, parse_subset
 from ingest.verify.run import verify
@@ -185,7 +186,7 @@ def test_order_failed_then_never_then_least_recent(archive):
                          None)
         never = sorted((r for r in cat.all_rows() if r.path not in picks.values()),
                        key=lambda r: (r.ingested_at, r.path))
-        plan = build_plan([(str(archive), cat)], None, None)
+        plan = build_plan([(str(archive), cat, LocalStore(str(archive)).contents())], None, None)
     order = [i.row.path for i in plan.due]
     assert order == [picks["failed_old"], picks["failed_new"], *[r.path for r in never],
                      picks["old"], picks["mid"], picks["new"]]

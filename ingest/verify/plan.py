@@ -10,21 +10,17 @@ applied while running (see run.py), because only then is the time known.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import xxhash
 
-from ingest.catalog import STATE_DIR, Catalog, Row, db_text
-from ingest.fsio import PARTIAL_SUFFIX
-from ingest.mhl import FOLDER as MHL_FOLDER
+from ingest.catalog import Catalog, Row
 from ingest.model import FLAGGED
 from ingest.verify.check import last_checks
 
 FAILED_RESULTS = frozenset(str(s) for s in FLAGGED)
-IGNORED_DIRS = frozenset({STATE_DIR, MHL_FOLDER})
 
 # GNU coreutils' convention: a bare letter or KiB-style suffix is a power of 1024, an
 # SI "KB"-style suffix a power of 1000. So 50G = 50 GiB and 50GB = 50 * 10^9 bytes.
@@ -107,25 +103,6 @@ def in_subset(catalog_path: str, subset: tuple[int, int] | None) -> bool:
 # --- the archive on disk -------------------------------------------------------------------
 
 
-def archive_files(root: str) -> dict[str, str]:
-    """Every file in an archive as {catalog form of its path: path on disk}, both relative.
-
-    Our own state (.ingest/), ASC MHL histories and partials of an unfinished copy are not
-    archive content. The catalog form differs only for names that are not UTF-8.
-    """
-    found: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS)
-        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
-        prefix = "" if rel_dir == "." else rel_dir + "/"
-        for name in filenames:
-            if name.endswith(PARTIAL_SUFFIX):
-                continue
-            rel = prefix + name
-            found[db_text(rel)] = rel
-    return found
-
-
 def disk_path(catalog_path: str) -> str:
     """The on-disk name for a catalog path, undoing `db_text`'s escape of bytes that are not
     UTF-8 (a name that really holds a backslash-x sequence would be misread; none do on cards).
@@ -138,12 +115,13 @@ def disk_path(catalog_path: str) -> str:
 # --- the plan ------------------------------------------------------------------------------
 
 
-def build_plan(archives: list[tuple[str, Catalog]], subset: tuple[int, int] | None,
-               max_bytes: int | None) -> Plan:
+def build_plan(archives: list[tuple[str, Catalog, dict[str, str]]],
+               subset: tuple[int, int] | None, max_bytes: int | None) -> Plan:
+    """`archives`: (root, its catalog, what it holds: `Store.files()`) for each archive."""
     plan = Plan()
     items: list[tuple[tuple, Item]] = []
-    for index, (root, catalog) in enumerate(archives):
-        on_disk = archive_files(root)
+    for index, (root, catalog, listing) in enumerate(archives):
+        on_disk = dict(listing)
         checked = last_checks(catalog.db)
         plan.outside_subset[root] = 0
         for row in catalog.all_rows():

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import urllib.parse
+import tempfile
 from collections.abc import Sequence
-from contextlib import closing
 from dataclasses import dataclass
-from datetime import datetime
 
 from ingest import fsio
-from ingest.catalog import Catalog, Row, catalog_path
-from ingest.quarantine import put_back, quarantine
+from ingest.catalog import Catalog, Row
+from ingest.store import Store
+from ingest.store.urls import is_object_store
 from ingest.verify.plan import disk_path
 
 _PEERS_SCHEMA = """
@@ -32,14 +31,26 @@ CREATE TABLE IF NOT EXISTS peers(root TEXT PRIMARY KEY, session_id TEXT, recorde
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GoodCopy:
-    root: str
-    rel: str  # on disk, relative to root
+    """A copy whose bytes hashed to the original just now: in `store` at `rel`; `local` is a
+    file a restore can read (the copy itself in a folder, a download of an object)."""
+
+    store: Store
+    rel: str
+    local: str
+    download: bool  # `local` is a temporary download, removed by `discard`
 
     @property
-    def path(self) -> str:
-        return os.path.join(self.root, self.rel)
+    def where(self) -> str:
+        return f"{self.store.url}/{self.rel}"
+
+    def discard(self) -> None:
+        if self.download:
+            try:
+                os.unlink(self.local)
+            except OSError:
+                pass
 
 
 # --- peers ---------------------------------------------------------------------------------
@@ -50,14 +61,15 @@ def ensure_schema(db: sqlite3.Connection) -> None:
 
 
 def record_peers(catalog: Catalog, roots: Sequence[str], session_id: str | None = None,
-                 now: str | None = None) -> None:
+                 now: str | None = None, own: str | None = None) -> None:
     """Remember the other destinations of an offload in this destination's catalog, so a
-    later verify of this archive alone still knows where to look for a good copy."""
-    own = os.path.realpath(os.path.dirname(os.path.dirname(catalog.path)))
+    later verify of this archive alone still knows where to look for a good copy. `own`:
+    this destination's name when its catalog is not inside it (an object store's copy)."""
+    own = own or os.path.realpath(os.path.dirname(os.path.dirname(catalog.path)))
     ensure_schema(catalog.db)
     with catalog.db:
         for root in roots:
-            real = os.path.realpath(root)
+            real = root if is_object_store(root) else os.path.realpath(root)
             if real != own:
                 catalog.db.execute("INSERT OR REPLACE INTO peers VALUES(?,?,?)",
                                    (real, session_id, now))
@@ -75,165 +87,86 @@ def recorded_peers(catalog: Catalog) -> list[str]:
 # --- finding a good copy -------------------------------------------------------------------
 
 
-def find_good_copy(row: Row, rel: str, roots: Sequence[str], io: fsio.FileIO,
-                   own: str | None = None) -> tuple[GoodCopy | None, list[str]]:
-    """The first copy in `roots` whose bytes hash to `row`'s original hash now.
+def find_good_copy(row: Row, rel: str, stores: Sequence[Store], io: fsio.FileIO,
+                   own: Store | None = None,
+                   tmp: str | None = None) -> tuple[GoodCopy | None, list[str]]:
+    """The first copy in `stores` whose bytes hash to `row`'s original hash now.
 
     `own` is the archive that holds the damaged `rel`: there only its other copies of the
-    same content are candidates (one a later offload wrote beside a damaged twin).
-    Returns (copy or None, one note per root that was looked at and why it did not serve).
+    same content are candidates (one a later offload wrote beside a damaged twin). An object
+    store's copy is downloaded into `tmp` (a folder) while it is hashed, so that the restore
+    reads the very bytes that were proven.
+    Returns (copy or None, one note per store that was looked at and why it did not serve).
     """
     notes: list[str] = []
-    for root in roots:
-        if not os.path.isdir(root):
-            notes.append(f"{root}: not mounted")
+    for store in stores:
+        if not store.remote and not os.path.isdir(store.url):
+            notes.append(f"{store.url}: not mounted")
             continue
-        candidates = _candidates(root, rel, row.xxh3_128)
-        if root == own:
+        candidates = _candidates(store, rel, row.xxh3_128)
+        if store is own:
             candidates = [c for c in candidates if c != rel]
             if not candidates:
                 continue  # the damaged file itself is not worth a note
         seen = False
         for candidate in candidates:
-            path = os.path.join(root, candidate)
-            try:
-                if os.path.getsize(path) != row.size:
-                    seen = True
-                    continue
-                digest, _ = fsio.uncached_hash(path, io)
-            except OSError:
+            if store.size(candidate) != row.size:
+                seen = seen or store.size(candidate) is not None
                 continue
+            good = _prove(store, candidate, row.xxh3_128, io, tmp)
             seen = True
-            if digest == row.xxh3_128:
-                return GoodCopy(root, candidate), notes
-        notes.append(f"{root}: {'its copy differs from the original too' if seen else 'no copy'}")
+            if good is not None:
+                return good, notes
+        notes.append(f"{store.url}: "
+                     f"{'its copy differs from the original too' if seen else 'no copy'}")
     return None, notes
 
 
-def _candidates(root: str, rel: str, digest: str) -> list[str]:
+def _prove(store: Store, rel: str, digest: str, io: fsio.FileIO,
+           tmp: str | None) -> GoodCopy | None:
+    path = store.local_path(rel)
+    if path is not None:
+        try:
+            ok = fsio.uncached_hash(path, io)[0] == digest
+        except OSError:
+            return None
+        return GoodCopy(store, rel, path, False) if ok else None
+    fd, local = tempfile.mkstemp(prefix="ingest-good-", dir=tmp)
+    good = GoodCopy(store, rel, local, True)
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            ok = store.read_hash(rel, io, sink)[0] == digest
+    except OSError:
+        ok = False
+    if not ok:
+        good.discard()
+        return None
+    return good
+
+
+def _candidates(store: Store, rel: str, digest: str) -> list[str]:
     """The same path first (the usual case: same layout), then wherever that archive's own
     catalog holds the same content (a name suffixed differently, another layout)."""
     found = [rel]
-    for path in _paths_by_hash(root, digest):
+    for path in _paths_by_hash(store, digest):
         on_disk = disk_path(path)
         if on_disk not in found:
             found.append(on_disk)
     return found
 
 
-def _paths_by_hash(root: str, digest: str) -> list[str]:
-    path = catalog_path(root)
-    if not os.path.isfile(path):
+def _paths_by_hash(store: Store, digest: str) -> list[str]:
+    """From the catalog the run holds open, else read-only: a sibling archive is not ours to
+    lock or change."""
+    if store.catalog is not None:
+        return [r.path for r in store.catalog.by_hash(digest)]
+    try:
+        view = store.open_readonly()
+    except Exception:  # noqa: BLE001 - no catalog there, or unreadable: the same path only
         return []
-    # Read-only: a sibling archive is not ours to lock or change.
-    uri = "file:" + urllib.parse.quote(path) + "?mode=ro"
     try:
-        with closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
-            return [p for (p,) in db.execute(
-                "SELECT path FROM files WHERE xxh3_128=? ORDER BY id", (digest,))]
-    except sqlite3.Error:
+        return [r.path for r in view.by_hash(digest)]
+    except Exception:  # noqa: BLE001
         return []
-
-
-# --- restoring -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Restored:
-    """What `restore` did.
-
-    `error`: None when the file was restored, else why not; the archive is then as it was,
-    unless the error says otherwise (a failure after the final rename). `quarantined`: where
-    the replaced file now is, relative to the archive root (POSIX); None when there was no
-    file to replace (a missing file) or it is back at its own name."""
-
-    error: str | None
-    quarantined: str | None = None
-
-
-def restore(good: GoodCopy, root: str, rel: str, row: Row, token: str, io: fsio.FileIO, *,
-            reason: str, at: datetime, started: datetime | None = None) -> Restored:
-    """Restore `root/rel` from `good`, keeping the file it replaces in the quarantine.
-
-    `token` is the run's session id (partials and the quarantine folder are named by it);
-    `reason` says why the file is replaced, for the quarantine note; `at` is now and
-    `started` the run's start (see `ingest.quarantine.quarantine`)."""
-    folder, _, name = rel.rpartition("/")
-    partial = ""
-    kept: str | None = None
-    try:
-        abs_folder = fsio.makedirs_synced(root, folder)
-        fsio.remove_stale_partials(abs_folder, keep=lambda n: token in n)
-        partial = os.path.join(abs_folder, fsio.partial_name(name, token))
-        if os.path.lexists(partial):
-            os.unlink(partial)
-        digest = _copy(good.path, partial, io)
-        if digest != row.xxh3_128:
-            _remove(partial)
-            return Restored(f"the copy at {good.path} changed while it was read; "
-                            "nothing was restored")
-        fsio.set_mtime(partial, row.mtime_ns)
-        back, nbytes = fsio.uncached_hash(partial, io)
-        if back != row.xxh3_128 or nbytes != row.size:
-            _remove(partial)
-            return Restored("the restored copy did not match the original when read back from "
-                            "disk; nothing was restored (check the disk)")
-        # Last, so a restore that fails earlier has nothing to undo.
-        try:
-            kept = quarantine(root, rel, reason=reason, at=at, session=token, started=started)
-        except OSError as e:
-            _remove(partial)
-            return Restored("could not keep the file it would replace "
-                            f"({e.strerror or e}); nothing was restored")
-        io.rename(partial, os.path.join(abs_folder, name))
-        fsio.fsync_dir(abs_folder)
-    except OSError as e:
-        _remove(partial)
-        error = f"could not restore: {e.strerror or e}"
-        if kept is None:
-            return Restored(error)
-        return _undo_quarantine(error, root, kept, rel, token, at)
-    return Restored(None, kept)
-
-
-def _undo_quarantine(error: str, root: str, kept: str, rel: str, token: str,
-                     at: datetime) -> Restored:
-    """After a failure that followed the quarantine: put the kept file back if its name is
-    still free, so the archive is as it was."""
-    if os.path.lexists(os.path.join(root, *rel.split("/"))):
-        # Only the folder's fsync failed: the good copy is in place, under that name.
-        return Restored(f"{error} after the good copy was renamed into place; the file it "
-                        f"replaced is kept at {kept}", kept)
-    try:
-        put_back(root, kept, rel, reason="put back: its replacement could not be renamed "
-                 "into place", at=at, session=token)
-    except OSError as e:
-        return Restored(f"{error}; the file it would replace is kept at {kept} and could not "
-                        f"be put back ({e.strerror or e})", kept)
-    return Restored(f"{error}; nothing was changed")
-
-
-def _copy(src: str, partial: str, io: fsio.FileIO) -> str:
-    """Copy in one read, hashing what was read; returns that hash."""
-    h = fsio.new_hasher()
-    src_fd = os.open(src, os.O_RDONLY)
-    try:
-        dst_fd = io.open_partial(partial)
-        try:
-            while chunk := io.read(src_fd, fsio.CHUNK):
-                h.update(chunk)
-                io.write(dst_fd, chunk)
-            io.fsync(dst_fd)
-        finally:
-            os.close(dst_fd)
     finally:
-        os.close(src_fd)
-    return h.hexdigest()
-
-
-def _remove(path: str) -> None:
-    if path:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        view.close()

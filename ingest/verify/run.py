@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sqlite3
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,19 +25,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest import __version__
-from ingest.catalog import CATALOG_NAME, STATE_DIR, Catalog
-from ingest.copier import Destination
+from ingest.catalog import CATALOG_NAME, STATE_DIR
 from ingest.fsio import unreachable
 from ingest.kinds import classify
-from ingest.lock import DestinationLock
 from ingest.model import FLAGGED_VERIFY, Copy, FileRecord, Status
 from ingest.pipeline import PREVIEW_DIR, build_report, write_reports
 from ingest.power import battery_stop_reason, lower_priority
 from ingest.preflight import UsageError, check_catalogued
 from ingest.safety import CopyEvidence, FileEvidence, judge, newest
+from ingest.store import Replace, Store, open_store
+from ingest.store.urls import canonical, is_object_store
 from ingest.verify import VerifyConfig, check, repair
 from ingest.verify.check import HashCheck
 from ingest.verify.plan import Item, build_plan
+from ingest.verify.repair import GoodCopy
+from ingest.verify.tasks import BackendLost, CheckResult, CheckTask, Read, read_for_check
 
 if TYPE_CHECKING:
     from ingest.decode.pool import DecodePool
@@ -62,63 +66,79 @@ def check_archives(paths: list[str]) -> list[str]:
                             no_catalog="give a folder that ingest offloaded to")
 
 
-def verify(cfg: VerifyConfig) -> VerifyResult:
-    if any("://" in a for a in cfg.archives):
-        from ingest.remote.stage import verify_remote
+def open_archives(cfg: VerifyConfig) -> list[Store]:
+    """The archives as stores, in the order given: folders checked first (one line, exit 2,
+    before anything is opened), object stores as named."""
+    if not cfg.archives:
+        check_archives([])
+    named = [a for a in cfg.archives if not is_object_store(a)]
+    folders = iter(check_archives(named) if named else [])
+    stores: list[Store] = []
+    for name in cfg.archives:
+        if is_object_store(name):
+            store = open_store(canonical(name), endpoint=cfg.s3_endpoint, clock=cfg.clock,
+                               background=False)
+        else:
+            store = open_store(next(folders), clock=cfg.clock)
+        if store.url in [s.url for s in stores]:
+            raise UsageError(f"archive {store.url} is given twice")
+        stores.append(store)
+    return stores
 
-        if len(cfg.archives) != 1:
-            raise UsageError("verify a remote archive (s3://...) in a command of its own")
-        return verify_remote(cfg.archives[0], cfg)
-    if cfg.backend == "dask" or cfg.scheduler:
+
+def verify(cfg: VerifyConfig) -> VerifyResult:
+    dask = cfg.backend == "dask" or cfg.scheduler
+    if dask:
         from ingest.verify.dask_backend import require_cluster
 
         require_cluster()  # before any lock or catalog is touched
-    roots = check_archives(cfg.archives)
+    stores = open_archives(cfg)
     priority = lower_priority() if cfg.low_priority else []
     started = cfg.clock()
     session = started.strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
     emit = cfg.progress or (lambda *a, **k: None)
 
     with ExitStack() as stack:
-        for root in roots:
-            stack.enter_context(DestinationLock(root, "ingest verify"))
-        archives = [_open(stack, root, session, started) for root in roots]
-        plan = build_plan([(a.root, a.catalog) for a in archives], cfg.subset, cfg.max_bytes)
+        for store in stores:
+            _open(stack, store, session)
+        plan = build_plan([(s.url, s.catalog, s.contents()) for s in stores], cfg.subset,
+                          cfg.max_bytes)
         emit("planned", files=len(plan.due),
              bytes=sum(i.row.size for i in plan.due if i.present))
-        run = _Run(cfg, archives, session, started, emit, stack)
+        run = VerifyRun(cfg, stores, session, started, emit, stack)
         run.check_all(plan.due)
         records = run.records
         records += [_skipped(i, _budget_note(cfg.max_bytes)) for i in plan.over_budget]
         records += [_skipped(i, f"not checked: {run.stop_reason}") for i in run.not_started]
-        records += [r for a in archives for r in _untracked(a.root, plan.untracked[a.root])]
+        records += [r for s in stores for r in _untracked(s, plan.untracked[s.url])]
         finished = cfg.clock()
-        for a in archives:
-            if a.dead:
+        for store in stores:
+            if store.dead:
                 continue
             try:
                 # FULL for the last commit: its fsync makes every check record of the run
                 # durable (at NORMAL a power cut could lose the run's WAL, not only the last few).
-                a.catalog.db.execute("PRAGMA synchronous=FULL")
-                a.catalog.finish_session(session, finished.isoformat())
+                store.catalog.db.execute("PRAGMA synchronous=FULL")
+                store.catalog.finish_session(session, finished.isoformat())
             except sqlite3.Error as e:
-                _stopped(a, f"its catalog can no longer be written ({e})")
+                _stopped(store, f"its catalog can no longer be written ({e})")
         if cfg.destination_reports:
-            _add_mhl_generations(archives, run.facts, finished)
+            _add_mhl_generations(stores, run.facts, finished)
 
-    report = build_report("verify", None, archives, records, None, started, finished, cfg,
-                          decoders=getattr(run.pool, "versions", None))
+    report = build_report("verify", None, stores, records, None, started, finished, cfg,
+                          decoders=run.versions)
     report["verify"] = verify_facts(
         cfg, run, (finished - started).total_seconds(),
         outside_subset=sum(plan.outside_subset.values()), over_budget=len(plan.over_budget),
-        repaired=sum(a.files for a in archives), repair=cfg.repair, low_priority=priority,
-        backend="dask" if cfg.backend == "dask" or cfg.scheduler else "local",
-        scheduler=cfg.scheduler)
-    write_reports(report, [a.root for a in archives if not a.dead], cfg)
-    return VerifyResult(report, records, roots)
+        repaired=sum(s.files for s in stores), repair=cfg.repair, low_priority=priority,
+        backend="dask" if dask else "local", scheduler=cfg.scheduler)
+    alive = [s for s in stores if not s.dead]
+    write_reports(report, [s.url for s in alive if not s.remote], cfg,
+                  stores=[s for s in alive if s.remote])
+    return VerifyResult(report, records, [s.url for s in stores])
 
 
-def verify_facts(cfg: VerifyConfig, run, seconds: float, *, outside_subset: int,
+def verify_facts(cfg: VerifyConfig, run: VerifyRun, seconds: float, *, outside_subset: int,
                  over_budget: int, repaired: int, repair: bool, low_priority,
                  backend: str, scheduler: str | None) -> dict:
     """The report's `verify` section: budgets, why the run stopped, and how far it got."""
@@ -134,27 +154,32 @@ def verify_facts(cfg: VerifyConfig, run, seconds: float, *, outside_subset: int,
     }
 
 
-def _open(stack: ExitStack, root: str, session: str, started: datetime) -> Destination:
+def _open(stack: ExitStack, store: Store, session: str) -> None:
+    """Lock, catalog and session; UsageError (exit 2) when the catalog cannot be read."""
     try:
-        catalog = stack.enter_context(Catalog(root))
+        store.open(session, command="verify", require_catalog=True)
+    except sqlite3.DatabaseError as e:
+        raise UsageError(f"the catalog of {store.url} cannot be read ({e}): restore "
+                         f"{STATE_DIR}/{CATALOG_NAME} from a backup") from None
+    stack.callback(store.close)
+    catalog = store.catalog
+    try:
         # Check records are committed one file at a time. In WAL mode NORMAL keeps every commit
         # through a killed process; a power cut before the run's last commit (made FULL, so
         # synced) can lose the records since the last checkpoint, which merely get checked
-        # again. FULL's fsync per commit would halve the speed on small files.
+        # again. FULL's fsync per commit would halve the speed on small files. (An object
+        # store's catalog is a local copy, uploaded when the store is closed.)
         if catalog.wal:  # a rollback journal (a share where WAL cannot work) stays FULL
             catalog.db.execute("PRAGMA synchronous=NORMAL")
         check.ensure_schema(catalog.db)
         repair.ensure_schema(catalog.db)
-        catalog.start_session(session, "verify", None, None, started.isoformat(), __version__)
     except sqlite3.DatabaseError as e:
-        raise UsageError(f"the catalog of {root} cannot be read ({e}): restore "
+        raise UsageError(f"the catalog of {store.url} cannot be read ({e}): restore "
                          f"{STATE_DIR}/{CATALOG_NAME} from a backup") from None
-    # `files`/`bytes` count what this run wrote there: the repairs.
-    return Destination(root, catalog, token=session, device=os.stat(root).st_dev)
 
 
 @dataclass(slots=True)
-class _Fact:
+class Fact:
     """What an MHL generation needs about one checked file."""
 
     root: str
@@ -166,41 +191,71 @@ class _Fact:
 
 
 @dataclass(slots=True)
-class _Pending:
+class Pending:
+    """A file sent to the check backend: its record (filled in when the result comes back)
+    and its plan item."""
+
     rec: FileRecord
     item: Item
-    hc: HashCheck
+    hc: HashCheck | None = None
 
 
 @dataclass(slots=True)
-class _Run:
+class VerifyRun:
+    """The per-file half of a verify: feeds the check backend, applies each result to its
+    record, repairs, and records the check in the catalog the moment a file is done."""
+
     cfg: VerifyConfig
-    archives: list[Destination]
+    archives: list[Store]
     session: str
     started: datetime
     emit: Callable[..., None]
     stack: ExitStack
     records: list[FileRecord] = field(default_factory=list)
     not_started: list[Item] = field(default_factory=list)
-    facts: list[_Fact] = field(default_factory=list)
-    pending: dict[int, _Pending] = field(default_factory=dict)
-    pool: DecodePool | None = None
+    facts: list[Fact] = field(default_factory=list)
+    sent: dict[int, Pending] = field(default_factory=dict)
+    previews: dict[str, set[str]] = field(default_factory=dict)  # root -> preview names
+    versions: dict | None = None
     stop_reason: str | None = None
     checked: int = 0
     bytes_read: int = 0
 
     def check_all(self, due: list[Item]) -> None:
-        if self.cfg.backend == "dask" or self.cfg.scheduler:
-            from ingest.verify import dask_backend
+        cfg = self.cfg
+        self.previews = {s.url: set(s.contents(f"{STATE_DIR}/{PREVIEW_DIR}").values())
+                         for s in self.archives}
+        if cfg.backend == "dask" or cfg.scheduler:
+            from ingest.verify.dask_backend import DaskBackend
 
-            dask_backend.check_all(self, due)
-            return
+            backend = DaskBackend(cfg)
+        else:
+            backend = LocalChecks(cfg, {s.url: s for s in self.archives})
+        try:
+            for result in backend.results(self._tasks(due)):
+                self.apply(result)
+        except BackendLost as e:
+            self._lost(str(e))
+        finally:
+            self.versions = backend.versions
+            backend.close()
+
+    def _tasks(self, due: list[Item]) -> Iterator[CheckTask]:
+        """Pulled by the backend one file at a time: the budget is asked before each."""
         for i, item in enumerate(due):
             if self.stop_before(due, i):
-                break
-            self._check_one(item)
-            self._collect(block=False)
-        self._collect(block=True)
+                return
+            rec = check.new_record(item.root, item.rel, item.row)
+            self.records.append(rec)  # in check order; filled in when the file is done
+            archive = self._archive(item.root)
+            if archive.dead:
+                _not_checked(rec, archive)
+                continue
+            self.sent[i] = Pending(rec, item)
+            self.emit("file_start", root=item.root, path=item.rel, size=item.row.size)
+            yield CheckTask(i, item.root, item.rel, item.row,
+                            self.cfg.decode and check.wants_decode(item.row), self.cfg.io,
+                            self.cfg.s3_endpoint if archive.remote else None)
 
     def stop_before(self, due: list, i: int) -> bool:
         """True when a budget or the battery says stop before `due[i]`; records what is left."""
@@ -220,45 +275,28 @@ class _Run:
             return battery_stop_reason(cfg.stop_on_battery, cfg.battery())
         return None
 
+    def _lost(self, reason: str) -> None:
+        """Files sent to a backend that failed are not checked: they become `skipped` with
+        the reason, like files a budget left out, and the next run checks them first."""
+        lost = {id(p.rec) for p in self.sent.values()}
+        self.records[:] = [r for r in self.records if id(r) not in lost]
+        self.not_started = [p.item for p in self.sent.values()] + list(self.not_started)
+        self.sent.clear()
+        self.stop_reason = reason
+        self.emit("stopped", reason=reason, remaining=len(self.not_started))
+
     # one file -----------------------------------------------------------------------------
-    def _check_one(self, item: Item) -> None:
-        rec = check.new_record(item.root, item.rel, item.row)
-        self.records.append(rec)  # in check order; filled in when the file is done
-        archive = self._archive(item.root)
-        if archive.dead:
-            _not_checked(rec, archive)
-            return
-        abs_path = os.path.join(item.root, item.rel)
-        self.emit("file_start", root=item.root, path=item.rel, size=item.row.size)
-        hc = check.hash_check(abs_path, item.row, self.cfg.io)
+    def apply(self, result: CheckResult) -> None:
+        p = self.sent.pop(result.key)
+        hc = result.hash
+        p.hc = hc
         self.bytes_read += hc.bytes_read
-        rec.status, rec.detail, rec.seconds = hc.status, hc.detail, round(hc.seconds, 6)
-        if hc.status is Status.VERIFIED and self.cfg.decode and check.wants_decode(item.row):
-            self._submit(_Pending(rec, item, hc), abs_path)
-        else:
-            self._finish(_Pending(rec, item, hc))
+        p.rec.status, p.rec.detail, p.rec.seconds = hc.status, hc.detail, round(hc.seconds, 6)
+        if result.decode is not None:
+            check.apply_decode(p.rec, result.decode)
+        self._finish(p)
 
-    def _submit(self, p: _Pending, abs_path: str) -> None:
-        if self.pool is None:
-            # Started only when the first image needs it: a --no-decode run or a folder of
-            # videos spawns no workers.
-            from ingest.decode.pool import DecodePool
-
-            self.pool = self.stack.enter_context(
-                DecodePool(self.cfg.jobs, timeout=self.cfg.decode_timeout))
-        key = id(p.rec)
-        self.pending[key] = p
-        self.pool.submit(key, check.decode_request(abs_path, p.item.row.kind or ""))
-
-    def _collect(self, block: bool) -> None:
-        if self.pool is None:
-            return
-        for key, result in (self.pool.drain() if block else self.pool.poll()):
-            p = self.pending.pop(key)
-            check.apply_decode(p.rec, result)
-            self._finish(p)
-
-    def _finish(self, p: _Pending) -> None:
+    def _finish(self, p: Pending) -> None:
         rec, item, hc = p.rec, p.item, p.hc
         archive = self._archive(item.root)
         if archive.dead or (hc.digest is None and rec.status in (Status.CORRUPT, Status.MISSING)
@@ -294,28 +332,35 @@ class _Run:
                                        Status.ACCEPTED)
         copy.action = {Status.CORRUPT: "failed", Status.MISSING: "failed",
                        Status.RECOPIED: "copied"}.get(rec.status, "existing")
-        preview = os.path.join(item.root, STATE_DIR, PREVIEW_DIR, item.rel + ".jpg")
-        if os.path.isfile(preview):
+        if item.rel + ".jpg" in self.previews.get(item.root, ()):
             rec.preview = item.rel + ".jpg"
         now = self.cfg.clock()
         if not _record(archive, item, self.session, now, finding, rec.detail or None):
             _not_checked(rec, archive)
             return
-        self.facts.append(_Fact(item.root, item.rel, hc.digest, hc.bytes_read or item.row.size,
+        self.facts.append(Fact(item.root, item.rel, hc.digest, hc.bytes_read or item.row.size,
                                 hc.mtime_ns or item.row.mtime_ns, now))
         self.checked += 1
         self.emit("file_checked", root=item.root, path=item.rel, size=item.row.size,
                   status=str(rec.status))
 
-    def _repair(self, p: _Pending, archive: Destination) -> None:
+    def _repair(self, p: Pending, archive: Store) -> None:
         rec, item = p.rec, p.item
-        good, notes = repair.find_good_copy(item.row, item.rel, self._siblings(item.root),
-                                            self.cfg.io, own=item.root)
+        tmp = self.stack.enter_context(tempfile.TemporaryDirectory(prefix="ingest-repair-"))
+        good, notes = repair.find_good_copy(item.row, item.rel, self._siblings(archive),
+                                            self.cfg.io, own=archive, tmp=tmp)
         if good is None:
             why = "; ".join(notes) or "no other archive is known: name one on the command line"
             rec.detail += f"; no good copy found ({why})"
             return
-        where = f"{good.root}/{good.rel}"
+        try:
+            self._restore(p, archive, good)
+        finally:
+            good.discard()
+
+    def _restore(self, p: Pending, archive: Store, good: GoodCopy) -> None:
+        rec, item = p.rec, p.item
+        where = good.where
         rec.detail += f"; good copy at {where}"
         if not self.cfg.repair:
             return
@@ -324,61 +369,127 @@ class _Run:
         if not _record(archive, item, self.session, now, str(rec.status), rec.detail):
             return
         was = f"was {rec.status}: {rec.detail.split('; ')[0]}"
-        done = repair.restore(good, item.root, item.rel, item.row, self.session, self.cfg.io,
-                              reason=f"replaced by ingest verify --repair from {where} ({was})",
-                              at=now, started=self.started)
-        rec.copies[0].quarantined = done.quarantined
-        if done.error:
+        row = item.row
+        done = archive.put_proven(
+            good.local, item.rel, row.xxh3_128, row.size, row.mtime_ns,
+            replace=Replace(f"replaced by ingest verify --repair from {where} ({was})", now,
+                            self.session, self.started), io=self.cfg.io)
+        rec.copies[0].quarantined = done.kept
+        if not done.verified:
             if not _gone(archive):  # a gone archive: _finish says so instead
-                rec.detail += f", but {done.error}"
+                rec.detail += f", but {done.detail}"
             return
         rec.detail = f"repaired from {where} ({was})"
-        if done.quarantined:
+        if done.kept:
             # The replaced bytes may be someone's edit: say where to find them.
-            rec.detail += f"; the replaced file is kept at {item.root}/{done.quarantined}"
+            rec.detail += f"; the replaced file is kept at {item.root}/{done.kept}"
         rec.status = Status.RECOPIED
-        p.hc.digest, p.hc.mtime_ns = item.row.xxh3_128, item.row.mtime_ns
-        p.hc.bytes_read = item.row.size
-        archive.files += 1
-        archive.bytes += item.row.size
+        p.hc.digest, p.hc.mtime_ns = row.xxh3_128, row.mtime_ns
+        p.hc.bytes_read = row.size
 
-    def _siblings(self, root: str) -> list[str]:
+    def _siblings(self, archive: Store) -> list[Store]:
         """Other archives of this run first (already checked to exist), then the peers this
         archive's catalog remembers from its offloads, then this archive itself: an offload
         that found its copy damaged wrote a fresh one beside it."""
-        out = [a.root for a in self.archives if a.root != root]
-        for peer in repair.recorded_peers(self._archive(root).catalog):
-            if peer != root and peer not in out:
-                out.append(peer)
-        return [*out, root]
+        out = [a for a in self.archives if a is not archive]
+        known = {a.url for a in self.archives}
+        for peer in repair.recorded_peers(archive.catalog):
+            if peer in known:
+                continue
+            known.add(peer)
+            try:
+                out.append(open_store(peer, endpoint=self.cfg.s3_endpoint, clock=self.cfg.clock,
+                                      background=False))
+            except UsageError:
+                continue  # a peer this machine cannot use (no extra installed): not a copy
+        return [*out, archive]
 
-    def _archive(self, root: str) -> Destination:
-        return next(a for a in self.archives if a.root == root)
+    def _archive(self, root: str) -> Store:
+        return next(a for a in self.archives if a.url == root)
 
 
-def _gone(archive: Destination) -> bool:
+class LocalChecks:
+    """The check backend on this machine: each file re-read and hashed here (the disk or the
+    network is the bottleneck, not the CPU), images decoded in the decode pool's worker
+    processes, overlapped with the next reads."""
+
+    def __init__(self, cfg: VerifyConfig, stores: dict[str, Store]):
+        self.cfg = cfg
+        self.stores = stores
+        self.pool: DecodePool | None = None
+        self.reads: dict[int, tuple[CheckTask, Read]] = {}
+        self.tmp: str | None = None
+
+    @property
+    def versions(self) -> dict | None:
+        return getattr(self.pool, "versions", None)
+
+    def results(self, tasks: Iterable[CheckTask]) -> Iterator[CheckResult]:
+        for task in tasks:
+            store = self.stores[task.archive]
+            if store.remote and task.decode and self.tmp is None:
+                self.tmp = tempfile.mkdtemp(prefix="ingest-verify-")
+            read = read_for_check(store, task.rel, task.row, task.io, keep=task.decode,
+                                  tmp=self.tmp)
+            if read.hash.status is Status.VERIFIED and task.decode and read.local:
+                self._decode(task, read)
+            else:
+                read.discard()
+                yield CheckResult(task.key, read.hash, None)
+            yield from self._collect(block=False)
+        yield from self._collect(block=True)
+
+    def _decode(self, task: CheckTask, read: Read) -> None:
+        if self.pool is None:
+            # Started only when the first image needs it: a --no-decode run or a folder of
+            # videos spawns no workers.
+            from ingest.decode.pool import DecodePool  # lazy: the decoders are heavy
+
+            self.pool = DecodePool(self.cfg.jobs, timeout=self.cfg.decode_timeout)
+        self.reads[task.key] = (task, read)
+        self.pool.submit(task.key, check.decode_request(read.local, task.row.kind or ""))
+
+    def _collect(self, block: bool) -> Iterator[CheckResult]:
+        if self.pool is None:
+            return
+        for key, result in (self.pool.drain() if block else self.pool.poll()):
+            task, read = self.reads.pop(key)
+            read.discard()
+            yield CheckResult(key, read.hash, result)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+        for _task, read in self.reads.values():
+            read.discard()
+        self.reads.clear()
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _gone(archive: Store) -> bool:
     """After a file could not be read: is it the whole archive that went away (unmounted, a
     dead disk, a dropped share)? Then no finding about that file or any later one is true.
-    An object store (s3://) answers per object: a missing object is a finding there."""
-    if "://" in archive.root:
+    An object store answers per object: a missing object is a finding there."""
+    if archive.remote:
         return False
-    why = unreachable(archive.root, archive.device)
+    why = unreachable(archive.url, archive.device)
     if why:
         _stopped(archive, why)
     return why is not None
 
 
-def _stopped(archive: Destination, why: str) -> None:
+def _stopped(archive: Store, why: str) -> None:
     archive.dead = archive.dead or (f"the archive stopped responding ({why}): reconnect it and "
                                     "run the same command again")
 
 
-def _not_checked(rec: FileRecord, archive: Destination) -> None:
+def _not_checked(rec: FileRecord, archive: Store) -> None:
     rec.status, rec.detail = Status.SKIPPED, f"not checked: {archive.dead}"
     rec.copies[0].verified = False
 
 
-def _record(archive: Destination, item: Item, session: str, now: datetime, finding: str,
+def _record(archive: Store, item: Item, session: str, now: datetime, finding: str,
             detail: str | None) -> bool:
     """The check goes into the archive's catalog; False when the catalog can no longer be
     written (the archive went away), which stops that archive, not the run."""
@@ -392,8 +503,8 @@ def _record(archive: Destination, item: Item, session: str, now: datetime, findi
         return False
 
 
-def _apply_acceptance(rec: FileRecord, item: Item, archives: list[Destination],
-                      archive: Destination, hc: HashCheck) -> None:
+def _apply_acceptance(rec: FileRecord, item: Item, archives: list[Store],
+                      archive: Store, hc: HashCheck) -> None:
     """A `damaged` copy (it hashes as at ingest, but does not decode) of a file the
     photographer accepted as lost (`ingest accept`) is `accepted`, by the rule every command
     shares, while its content is what was accepted. A corrupt or missing copy never is: those
@@ -412,7 +523,7 @@ def _apply_acceptance(rec: FileRecord, item: Item, archives: list[Destination],
         rec.acceptance = acceptance.to_json()
 
 
-def _acceptance_in(archive: Destination, row):
+def _acceptance_in(archive: Store, row):
     try:
         return archive.catalog.acceptance(row.source_path, row.size, row.mtime_ns)
     except sqlite3.Error:  # that archive went away: its events are not seen this run
@@ -427,43 +538,54 @@ def _skipped(item: Item, note: str) -> FileRecord:
     return rec
 
 
-def _untracked(root: str, rels: list[str]) -> list[FileRecord]:
+def _untracked(store: Store, rels: list[str]) -> list[FileRecord]:
     out = []
+    root = store.url
     for rel in rels:
+        path = store.local_path(rel)
         try:
-            st = os.lstat(os.path.join(root, rel))
+            if path is None:  # an object: its size is all the store says
+                size, mtime_ns = store.size(rel), 0
+                if size is None:
+                    continue
+            else:
+                st = os.lstat(path)
+                size, mtime_ns = st.st_size, st.st_mtime_ns
         except OSError:
             continue  # gone since the walk
         out.append(FileRecord(path=rel, kind=classify(rel.rpartition("/")[2]),
-                              size=st.st_size, mtime_ns=st.st_mtime_ns,
+                              size=size, mtime_ns=mtime_ns,
                               status=Status.UNTRACKED, detail=f"in {root} but not in its catalog",
                               copies=[Copy(root, rel, False, "existing")]))
     return out
 
 
-def _add_mhl_generations(archives: list[Destination], facts: list[_Fact], now) -> None:
+def _add_mhl_generations(archives: list[Store], facts: list[Fact], now) -> None:
     """One in-place generation per archive. Only paths an earlier generation recorded get an
     entry: ascmhl takes `verified`/`failed` on an unknown path for a new file. The action is
     judged against the history's own xxh128, as `ascmhl verify` would judge it."""
+    from ingest.mhl import FOLDER as MHL_FOLDER
     from ingest.mhl import MhlEntry, add_generation, read_history, representable
 
     for a in archives:
-        if a.dead:
-            continue
-        history = read_history(Path(a.root))
-        entries = []
-        for f in facts:
-            reference = dict(history.get(f.rel, [])).get("xxh128")
-            if f.root != a.root or f.digest is None or reference is None \
-                    or not representable(f.rel):
-                continue
-            action = "verified" if f.digest.lower() == reference.lower() else "failed"
-            entries.append(MhlEntry(f.rel, f.size, f.mtime_ns, f.digest, action, f.at))
-        if not entries:
+        if a.dead or not any(f.root == a.url for f in facts):
             continue
         try:
-            add_generation(Path(a.root), entries, process="in-place", tool_version=__version__,
-                           now=now)
+            # A folder's history is written in place; an object store's is fetched, extended
+            # and its new and changed files written back.
+            with a.folder(MHL_FOLDER) as root:
+                history = read_history(Path(root))
+                entries = []
+                for f in facts:
+                    reference = dict(history.get(f.rel, [])).get("xxh128")
+                    if f.root != a.url or f.digest is None or reference is None \
+                            or not representable(f.rel):
+                        continue
+                    action = "verified" if f.digest.lower() == reference.lower() else "failed"
+                    entries.append(MhlEntry(f.rel, f.size, f.mtime_ns, f.digest, action, f.at))
+                if entries:
+                    add_generation(Path(root), entries, process="in-place",
+                                   tool_version=__version__, now=now)
         except OSError as e:
             a.dead = f"could not write the ASC MHL history: {e.strerror or e}"
 

@@ -22,71 +22,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import socket
-import time
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from ingest import fsio
 from ingest.preflight import UsageError
-from ingest.remote import redact
+from ingest.store.client import (
+    Checksum,
+    ObjectClient,
+    Uploaded,
+)
+from ingest.store.urls import parse_url, redact
 
-STATE = ".ingest"
-CATALOG_KEY = f"{STATE}/catalog.sqlite"
-LOCK_KEY = f"{STATE}/lock"
-PARTIALS = f"{STATE}/partials/"
-REPORTS = f"{STATE}/reports/"
 MIB = 1024 * 1024
 PART_SIZE = 16 * MIB  # S3 needs at least 5 MiB for every part but the last
 MAX_PARTS = 10_000
 COPY_LIMIT = 5 * 1024 * MIB  # CopyObject's limit; larger objects are copied in parts
-STALE_LOCK_SECONDS = 12 * 3600  # a lock left by another host is taken over after this
-
-
-@dataclass(frozen=True, slots=True)
-class S3Location:
-    bucket: str
-    prefix: str  # no leading or trailing slash; may be empty
-
-    @property
-    def url(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
-
-    def key(self, rel: str) -> str:
-        return f"{self.prefix}/{rel}" if self.prefix else rel
-
-    def rel(self, key: str) -> str:
-        return key[len(self.prefix) + 1:] if self.prefix else key
-
-
-def parse_url(url: str) -> S3Location:
-    parts = urlsplit(url)
-    if parts.scheme.lower() != "s3" or not parts.netloc:
-        raise UsageError(f"{redact(url)} is not an s3://BUCKET/PREFIX address")
-    if parts.query or parts.fragment:
-        raise UsageError(f"{redact(url)}: an s3:// address takes no ?query or #fragment")
-    prefix = "/".join(p for p in parts.path.split("/") if p)
-    return S3Location(parts.netloc, prefix)
-
-
-@dataclass(frozen=True, slots=True)
-class Checksum:
-    algorithm: str  # sha256, crc64nvme, crc32, crc32c, sha1
-    value: str  # base64, without S3's "-<parts>" suffix
-
-    def __str__(self) -> str:
-        return f"{self.algorithm}:{self.value}"
-
-
-@dataclass(slots=True)
-class Uploaded:
-    size: int
-    xxh3_128: str  # of the bytes read from the local copy while uploading
-    sha256: str  # base64, of the whole object
-    composite: str | None  # base64 SHA-256 of the parts' SHA-256s, when sent in parts
-    parts: int
-    server: Checksum | None = None  # what the server answered it keeps, if it said
-    etag: str | None = None
 
 
 _CHECKSUM_FIELDS = (("ChecksumSHA256", "sha256"), ("ChecksumCRC64NVME", "crc64nvme"),
@@ -133,7 +82,7 @@ def make_filesystem(endpoint: str | None = None):
                              config_kwargs=config_kwargs, use_listings_cache=False)
 
 
-class S3Store:
+class S3Client(ObjectClient):
     """The S3 calls ingest makes, on one bucket prefix. Methods raise on failure (OSError or
     botocore's errors); callers turn that into a status."""
 
@@ -312,74 +261,11 @@ class S3Store:
             body.close()
         return h.hexdigest(), total
 
-    def get_file(self, key: str, local_path: str) -> bool:
-        """Download an object to a local file; False when there is no such object."""
-        try:
-            with open(local_path, "wb") as f:
-                self.hash_object(key, f)
-            return True
-        except FileNotFoundError:
-            os.unlink(local_path)
-            return False
-
-    def put_file_atomic(self, local_path: str, key: str, token: str) -> None:
-        """Replace `key` with a local file so that a reader sees the old object or the new
-        one, never a part: upload beside it, copy over it, remove the upload."""
-        partial = self.loc.key(f"{PARTIALS}{token}-{os.path.basename(key)}")
-        self.upload(local_path, partial)
-        try:
-            self.copy(partial, key, os.path.getsize(local_path))
-        finally:
-            self.delete(partial)
-
-    # the lock ---------------------------------------------------------------------------
-    def acquire_lock(self, command: str) -> None:
-        """One writer per prefix. There is no flock on S3: a lock object names its holder,
-        and a holder that is gone (same host, dead pid; or older than STALE_LOCK_SECONDS)
-        is taken over. Raises LockedError otherwise."""
-        from ingest.lock import LockedError
-
-        key = self.loc.key(LOCK_KEY)
-        held = self.head(key)
-        if held is not None:
-            text = self._read_text(key)
-            if not _stale(text):
-                raise LockedError(f"{self.url} is in use by {text or 'another ingest'}; wait "
-                                  "for it to finish, or stop it first")
-        holder = f"pid {os.getpid()} on {socket.gethostname()} since {int(time.time())}: {command}"
-        self.put_bytes(key, holder.encode())
-
-    def release_lock(self) -> None:
-        try:
-            self.delete(self.loc.key(LOCK_KEY))
-        except Exception:  # noqa: BLE001 - a lock we cannot delete goes stale by itself
-            pass
-
-    def _read_text(self, key: str) -> str:
+    def read_bytes(self, key: str) -> bytes:
         from fsspec.asyn import sync
 
         body = self.call("get_object", Key=key)["Body"]
         try:
-            return sync(self.fs.loop, body.read).decode("utf-8", "replace").strip()
+            return sync(self.fs.loop, body.read)
         finally:
             body.close()
-
-
-def _stale(holder: str) -> bool:
-    """pid P on HOST since EPOCH: COMMAND"""
-    try:
-        head = holder.split(":", 1)[0].split()
-        pid, host, since = int(head[1]), head[3], int(head[5])
-    except (IndexError, ValueError):
-        return True  # not ours, or damaged: nothing can be waiting on it
-    if time.time() - since > STALE_LOCK_SECONDS:
-        return True
-    if host != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False

@@ -1,17 +1,17 @@
-"""The off-site stage: what `ingest offload`, `ingest verify` and `ingest status` call for an
-s3:// destination.
+"""An object store (S3, or any fsspec file system) as a `Store`: the proofs that stand between
+an upload and a final name, the catalog kept in the store, and the read-only view for status.
 
-The card is still read once. A file goes to S3 only after its local copy has been committed
-and proven equal to the card's hash; the upload reads that local copy:
+The card is still read once. A file goes to an object store only after its local copy has
+been committed and proven equal to the card's hash; the upload reads that local copy:
 
-1. upload to `<prefix>/.ingest/partials/<session>-<n>-<name>` (a single PUT, or parts that
-   are aborted when anything fails), asking the server for a SHA-256 that is compared with
-   the one computed while reading;
+1. upload to `<prefix>/.ingest/partials/<session>-<n>-<name>` (S3: a single PUT, or parts
+   that are aborted when anything fails, asking the server for a SHA-256 that is compared with
+   the one computed while reading);
 2. re-download the partial and hash it (xxh3-128): it must equal the card's hash;
-3. server-side copy to the final key. CopyObject is atomic: the final key appears complete
-   or not at all, and only ever holds bytes that were re-downloaded and proven. The copy is
-   checked by size and by the server's checksum against the partial's (or, where the server
-   keeps none, by a second re-download);
+3. copy to the final key. S3's CopyObject is atomic: the final key appears complete or not at
+   all, and only ever holds bytes that were re-downloaded and proven. The copy is checked by
+   the server's checksum against the partial's where the server keeps one (S3), else by a
+   second download (copy-then-verify: any other fsspec file system);
 4. remove the partial, and add the catalog row.
 
 A run killed at any step leaves at most a partial (removed, with any unfinished multipart
@@ -19,60 +19,59 @@ upload, when the next run opens the destination) or a final object without a cat
 (adopted by the next run after it is re-downloaded and found identical). No catalog row ever
 names an object that was not proven, and no incomplete object ever carries a final name.
 
-The catalog of an S3 destination is `<prefix>/.ingest/catalog.sqlite`: downloaded when the
-destination is opened (or created), updated here, and uploaded every CHECKPOINT_ROWS files
-and when it is closed, each time beside the old one and copied over it.
+The catalog is `<prefix>/.ingest/catalog.sqlite`: downloaded when the store is opened (or
+created), updated here, and uploaded every CHECKPOINT_ROWS files and when it is closed, each
+time beside the old one and copied over it.
 
-How the offload drives it (pipeline.py): `ingest.remote.split_destinations` before
-preflight; per s3:// URL `RemoteDestination(url, endpoint=..., clock=...).open(session,
-source=..., volume=...)`; `start_record(rec)` after each local commit (returns a future, or
-None when there is no verified local copy); once decodes are collected,
-`record(rec, future.result())`; then
-`finish(records)` and `close()`; `write_report(report)` once the report exists.
+The offload drives it (pipeline.py): `open_store(url).open(session, command=...)`;
+`start_record(rec)` after each local commit (a future, or None when there is no verified
+local copy); once decodes are collected, `record(rec, future.result())`; then
+`finish(records)` and `close()`. Verify and repair use the `Store` calls.
 """
 
 from __future__ import annotations
 
 import errno
 import itertools
-import json
 import os
 import secrets
 import shutil
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from datetime import datetime
-from typing import NamedTuple
+from typing import BinaryIO
 
 from ingest import __version__
-from ingest.catalog import LOST, STATE_DIR, Catalog, Row, catalog_path
+from ingest.catalog import (
+    LOST,
+    STATE_DIR,
+    Catalog,
+    ReadOnlyCatalog,
+    Row,
+    catalog_path,
+    open_readonly,
+)
 from ingest.config import utc_now
 from ingest.layout import with_suffix
+from ingest.mhl import FOLDER as MHL_FOLDER
 from ingest.model import FLAGGED, Copy, FileRecord, Status
 from ingest.preflight import UsageError
-from ingest.remote import is_remote, redact, require_s3
-from ingest.remote.s3 import (
-    CATALOG_KEY,
-    PART_SIZE,
-    PARTIALS,
-    REPORTS,
-    STATE,
-    S3Store,
-    checksum_of,
-)
 from ingest.safety import store_device_id
+from ingest.store.base import PutResult, Replace
+from ingest.store.client import CATALOG_KEY, PARTIALS, STATE, ObjectClient
+from ingest.store.s3 import checksum_of
+from ingest.store.urls import is_object_store, redact
 
 CHECKPOINT_ROWS = 64  # catalog uploads during a run: a killed run loses at most these rows
 RETRIES = 1  # a failed upload or a mismatch is tried again this many times
 # Files in flight at once. Each costs about five requests in a row (HEAD, PUT, GET, COPY,
 # DELETE), so on a remote store latency, not bandwidth, bounds a single stream.
 UPLOADS = 4
-_IGNORED = (f"{STATE}/", "ascmhl/")
+_IGNORED = (f"{STATE}/", f"{MHL_FOLDER}/")
 _OBJECTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS remote_objects(
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, etag TEXT, checksum TEXT,
@@ -80,33 +79,24 @@ CREATE TABLE IF NOT EXISTS remote_objects(
 """
 
 
-class PutResult(NamedTuple):
-    verified: bool
-    detail: str  # why it failed, or a note ("already there as ...")
-    path: str  # key relative to the destination prefix; "" when nothing was placed
-    action: str  # copied | existing | failed
-    kept: str | None = None  # where the object it replaced was copied first (quarantine)
-
-
 class _Failed(Exception):
     """One attempt at one file failed; the text is the record's detail."""
 
 
-class RemoteDestination:
-    """An s3:// destination for one run. With `background=True` (the offload), uploads run on
+class ObjectStore:
+    """An object-store destination for one run. With `background=True` (the offload), uploads run on
     `uploads` threads of their own, overlapping the copying of later card files, and
     `start`/`start_record` return futures; the catalog (SQLite, one connection) is touched
     from one thread only. Attributes `root`, `device`, `files`, `bytes` and `dead` match
     `copier.Destination`, so reports list it like a local one."""
 
-    def __init__(self, url: str, *, endpoint: str | None = None,
-                 clock: Callable[[], datetime] = utc_now, store: S3Store | None = None,
-                 part_size: int = PART_SIZE, background: bool = True,
-                 retries: int = RETRIES, uploads: int = UPLOADS):
-        require_s3(url)
-        self.store = store or S3Store(url, endpoint, part_size=part_size)
-        self.root = self.store.url
-        self.clock = clock
+    remote = True
+
+    def __init__(self, client: ObjectClient, *, clock: Callable[[], datetime] | None = None,
+                 background: bool = True, retries: int = RETRIES, uploads: int = UPLOADS):
+        self.client = client
+        self.root = self.url = client.url
+        self.clock = clock or utc_now
         self.retries = retries
         self.device = ""
         self.dead: str | None = None
@@ -128,13 +118,13 @@ class RemoteDestination:
 
     # life cycle ---------------------------------------------------------------------------
     def open(self, session: str, *, command: str = "offload", source: str | None = None,
-             volume: str | None = None, require_catalog: bool = False) -> RemoteDestination:
+             volume: str | None = None, require_catalog: bool = False) -> ObjectStore:
         """Check access, take the lock, sweep what a killed run left, fetch the catalog.
         Raises UsageError or LockedError (exit 2) before anything is written."""
         return self._do(self._open, session, command, source, volume, require_catalog)
 
-    def _open(self, session, command, source, volume, require_catalog) -> RemoteDestination:
-        store = self.store
+    def _open(self, session, command, source, volume, require_catalog) -> ObjectStore:
+        store = self.client
         store.check_access()
         self.device = store.device
         self.session = session
@@ -160,14 +150,21 @@ class RemoteDestination:
             raise
         return self
 
+    def remember_peers(self, roots: list[str], now: str) -> None:
+        """The other destinations of this offload, so that `verify --repair` of this store
+        alone knows where to look for a good copy (see verify/repair.py)."""
+        from ingest.verify.repair import record_peers
+
+        self._do(lambda: record_peers(self.catalog, roots, self.session, now, own=self.url))
+
     def _sweep(self) -> None:
         """Partials and unfinished multipart uploads of a run that was killed. We hold the
         lock, so none of them belongs to a running ingest."""
-        under = self.store.loc.key(PARTIALS)
-        for key in self.store.list(under):
-            self.store.delete(key)
+        under = self.client.loc.key(PARTIALS)
+        for key in self.client.list(under):
+            self.client.delete(key)
         try:
-            self.store.abort_uploads(under)
+            self.client.abort_uploads(under)
         except Exception:  # noqa: BLE001 - a store without ListMultipartUploads
             pass
 
@@ -199,13 +196,13 @@ class RemoteDestination:
             self.catalog.close()
             self.catalog = None
         if self._locked:
-            self.store.release_lock()
+            self.client.release_lock()
             self._locked = False
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
-    def __enter__(self) -> RemoteDestination:
+    def __enter__(self) -> ObjectStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -251,7 +248,8 @@ class RemoteDestination:
     def start_record(self, rec: FileRecord) -> Future | None:
         """The upload for an offload record, from its first verified local copy; None when
         the record has none (its status already says why)."""
-        source = next((c for c in rec.copies if c.verified and not is_remote(c.destination)),
+        source = next((c for c in rec.copies
+                       if c.verified and not is_object_store(c.destination)),
                       None)
         if source is None or not rec.xxh3_128:
             return None
@@ -302,18 +300,6 @@ class RemoteDestination:
         if items:
             self.catalog.set_status_many(items, self.clock().isoformat(), self.session)
 
-    def write_report(self, report: dict) -> None:
-        """A copy of the run's JSON report in `<prefix>/.ingest/reports/`."""
-        self._do(self._write_report, report)
-
-    def _write_report(self, report: dict) -> None:
-        stamp = datetime.fromisoformat(report["started_at"]).strftime("%Y%m%d-%H%M%S")
-        key = self.store.loc.key(f"{REPORTS}{report['command']}-{stamp}.json")
-        try:
-            self.store.put_bytes(key, (json.dumps(report, indent=2) + "\n").encode())
-        except Exception as e:  # noqa: BLE001 - the report is also written where asked
-            self.dead = self.dead or f"could not write the report: {self._why(e)}"
-
     # the upload ---------------------------------------------------------------------------
     def _put(self, local_path: str, rel: str, digest: str, size: int, mtime_ns: int,
              row: dict) -> PutResult:
@@ -354,7 +340,7 @@ class RemoteDestination:
         """A copy of this content already in the destination, proven now: downloaded again
         and hashed, since an object can be overwritten or damaged at its catalogued size. One
         that fails is recorded as such (so the name may be reused) and the file is uploaded."""
-        store = self.store
+        store = self.client
         for r in self._do(self._rows_for, rel, digest):
             if r.last_result in LOST or r.size != size:
                 continue
@@ -384,7 +370,7 @@ class RemoteDestination:
         object holds it; an identical object there (a run killed before recording it) is
         adopted; kept is where a damaged copy of ours that the name held was copied first."""
         folder, _, name = rel.rpartition("/")
-        store = self.store
+        store = self.client
         for candidate in (name, with_suffix(name, digest[:8]), with_suffix(name, digest)):
             final = f"{folder}/{candidate}" if folder else candidate
             head = store.head(store.loc.key(final))
@@ -405,7 +391,7 @@ class RemoteDestination:
     def _upload_proven(self, local_path: str, final: str, digest: str,
                        size: int) -> tuple[str | None, str | None]:
         """Steps 1-4 of the module doc. Returns (ETag, server checksum) of the final object."""
-        store = self.store
+        store = self.client
         base = os.path.basename(final)[:100]
         partial = store.loc.key(f"{PARTIALS}{self.session}-{next(self._seq)}-{base}")
         final_key = store.loc.key(final)
@@ -453,7 +439,7 @@ class RemoteDestination:
             return got.value == sent.value
         if etag and "-" not in etag and landed_etag == etag:
             return True
-        return self.store.hash_object(final_key)[0] == digest
+        return self.client.hash_object(final_key)[0] == digest
 
     def _add_row(self, path: str, digest: str, size: int, mtime_ns: int, row: dict,
                  etag: str | None, checksum: str | None) -> None:
@@ -478,13 +464,186 @@ class RemoteDestination:
     def _upload_catalog(self) -> None:
         db = self.catalog.db
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the main file alone holds every row
-        self.store.put_file_atomic(self.catalog.path, self.store.loc.key(CATALOG_KEY),
+        self.client.put_file_atomic(self.catalog.path, self.client.loc.key(CATALOG_KEY),
                                    f"{self.session}-catalog-{secrets.token_hex(3)}")
         self._since_checkpoint = 0
 
     def _why(self, e: BaseException) -> str:
         text = str(e) or type(e).__name__
-        return redact(f"{text}", self.store.secrets())
+        return redact(f"{text}", self.client.secrets())
+
+
+    # the Store calls ----------------------------------------------------------------------
+    @property
+    def device_label(self) -> str:
+        return self.client.device
+
+    @property
+    def device_id(self) -> int:
+        return store_device_id(self.client.device)
+
+    def contents(self, under: str = "") -> dict[str, str]:
+        loc = self.client.loc
+        if under:
+            base = f"{under.strip('/')}/"
+            return {(r := loc.rel(k)[len(base):]): r
+                    for k in self.client.list(loc.key(base)) if loc.rel(k).startswith(base)}
+        out = {}
+        for key in self.client.list(loc.key("")):
+            rel = loc.rel(key)
+            if not rel.startswith(_IGNORED):
+                out[rel] = rel
+        return out
+
+    def size(self, rel: str) -> int | None:
+        try:
+            return self.client.size_of(self.client.loc.key(rel))
+        except Exception:  # noqa: BLE001 - cannot be asked about: not there for this purpose
+            return None
+
+    def read_hash(self, rel: str, io=None, sink: BinaryIO | None = None) -> tuple[str, int]:
+        """A download: the store's bytes as it serves them now. FileNotFoundError when the
+        object is gone; any other failure as OSError with a redacted text."""
+        try:
+            return self.client.hash_object(self.client.loc.key(rel), sink)
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise OSError(self._why(e)) from None
+
+    def local_path(self, rel: str) -> str | None:
+        return None
+
+    def put_proven(self, local_path: str, rel: str, digest: str, size: int, mtime_ns: int, *,
+                   replace: Replace | None = None, io=None,
+                   **row: str | None) -> PutResult:
+        if replace is None:
+            return self.put_verified(local_path, rel, digest, size, mtime_ns, **row)
+        return self._do(self._restore, local_path, rel, digest, size, mtime_ns, replace)
+
+    def _restore(self, local_path: str, rel: str, digest: str, size: int, mtime_ns: int,
+                 why: Replace) -> PutResult:
+        """`verify --repair` into this store: exactly `rel` gets the proven bytes; what the
+        name held is copied into the quarantine first (its bytes may be someone's edit)."""
+        store, kept = self.client, None
+        try:
+            head = store.head(store.loc.key(rel))
+            if head is not None:
+                kept = f"{STATE}/quarantine/{why.session}/{rel}"
+                store.copy(store.loc.key(rel), store.loc.key(kept),
+                           int(head["ContentLength"]))
+                store.put_bytes_atomic(
+                    f"{why.reason}\n".encode(), store.loc.key(kept + ".why.txt"),
+                    f"{why.session}-why")
+            etag, checksum = self._upload_proven(local_path, rel, digest, size)
+        except _Failed as e:
+            return PutResult(False, str(e), "", "failed", kept)
+        except Exception as e:  # noqa: BLE001 - a per-file failure is a status
+            return PutResult(False, self._why(e), "", "failed", kept)
+        if self.catalog is not None:
+            with self.catalog.db:
+                self.catalog.db.execute(
+                    "INSERT OR REPLACE INTO remote_objects VALUES(?,?,?,?,?)",
+                    (rel, size, etag, checksum, self.clock().isoformat()))
+        self.files += 1
+        self.bytes += size
+        return PutResult(True, "", rel, "copied", kept)
+
+    def write_small(self, rel: str, data: bytes) -> None:
+        """Beside the old one, then copied over it; OSError with a redacted text."""
+        try:
+            self.client.put_bytes_atomic(data, self.client.loc.key(rel),
+                                         f"{self.session or 'w'}-{secrets.token_hex(3)}")
+        except Exception as e:  # noqa: BLE001
+            raise OSError(self._why(e)) from None
+
+    def read_small(self, rel: str) -> bytes | None:
+        try:
+            return self.client.read_bytes(self.client.loc.key(rel))
+        except FileNotFoundError:
+            return None
+
+    @contextmanager
+    def folder(self, rel: str) -> Iterator[str]:
+        tmp = tempfile.mkdtemp(prefix="ingest-folder-")
+        try:
+            before: dict[str, bytes] = {}
+            for name in self.contents(rel):
+                data = self.read_small(f"{rel}/{name}")
+                if data is not None:
+                    before[name] = data
+                    path = os.path.join(tmp, rel, *name.split("/"))
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    with open(path, "wb") as f:
+                        f.write(data)
+            yield tmp
+            top = os.path.join(tmp, rel)
+            for folder, _dirs, names in os.walk(top):
+                for name in sorted(names):
+                    path = os.path.join(folder, name)
+                    sub = os.path.relpath(path, top).replace(os.sep, "/")
+                    with open(path, "rb") as f:
+                        data = f.read()
+                    if before.get(sub) != data:
+                        self.write_small(f"{rel}/{sub}", data)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def open_readonly(self) -> ObjectReadOnly:
+        return ObjectReadOnly(self)
+
+
+class ObjectReadOnly:
+    """What `ingest status` reads of an object store: its catalog (a downloaded copy, opened
+    read-only) and whether each copy is still there with its catalogued size. Nothing is
+    written and no lock is taken."""
+
+    def __init__(self, store: ObjectStore):
+        self.store = store
+        self.url = self.root = store.url
+        store.client.check_access()
+        self.device_label = store.device_label
+        self.device_id = store.device_id  # as the offload counts it
+        self._tmp = tempfile.mkdtemp(prefix="ingest-status-")
+        self.catalog: ReadOnlyCatalog | None = None
+        path = os.path.join(self._tmp, "catalog.sqlite")
+        try:
+            if not store.client.get_file(store.client.loc.key(CATALOG_KEY), path):
+                raise UsageError(f"destination {self.url} has no ingest catalog "
+                                 f"({CATALOG_KEY}): nothing was offloaded there yet")
+            self.catalog = open_readonly(path)
+        except UsageError:
+            self.close()
+            raise
+        except sqlite3.DatabaseError as e:
+            self.close()
+            raise UsageError(f"destination {self.url}: its catalog cannot be read ({e})") \
+                from None
+        except BaseException:
+            self.close()
+            raise
+
+    def by_hash(self, digest: str) -> list[Row]:
+        return self.catalog.by_hash(digest)
+
+    def acceptance(self, card_path: str, size: int, mtime_ns: int):
+        return self.catalog.acceptance(card_path, size, mtime_ns)
+
+    def problem(self, row: Row) -> str | None:
+        """None when the object is there with its catalogued size. What the catalog row's
+        status and latest finding say is judged by `status`, as for a local copy."""
+        size = self.store.size(row.path)
+        if size is None:
+            return "listed in the catalog but missing from the bucket"
+        if size != row.size:
+            return f"object size {size} differs from the catalog's {row.size}: run ingest verify"
+        return None
+
+    def close(self) -> None:
+        if self.catalog is not None:
+            self.catalog.close()
+            self.catalog = None
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 def _fatal(e: BaseException) -> bool:
@@ -494,230 +653,3 @@ def _fatal(e: BaseException) -> bool:
     name = type(e).__name__
     return name in ("EndpointConnectionError", "NoCredentialsError", "NoSuchBucket",
                     "InvalidAccessKeyId", "SignatureDoesNotMatch")
-
-
-# --- ingest verify s3://... ------------------------------------------------------------------
-
-
-def verify_remote(url: str, cfg):
-    """`ingest verify s3://bucket/prefix`: every catalogued object downloaded again, hashed
-    against the card's hash and decode-checked, within the same budgets as a local archive;
-    the checks go into the remote catalog. Returns a `VerifyResult`."""
-    from ingest.pipeline import build_report, write_reports
-    from ingest.power import lower_priority
-    from ingest.verify.run import VerifyResult, _budget_note, _skipped, verify_facts
-
-    require_s3(url)
-    if cfg.backend == "dask" or cfg.scheduler:
-        raise UsageError("--scheduler and --backend dask check archives on a file system; "
-                         "verify an s3:// archive without them")
-    if cfg.repair:
-        raise UsageError("--repair cannot restore into an s3:// archive yet: run the offload "
-                         "again from the card or from a local archive that holds the file")
-    priority = lower_priority() if cfg.low_priority else []
-    started = cfg.clock()
-    session = started.strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
-    emit = cfg.progress or (lambda *a, **k: None)
-    dest = RemoteDestination(url, endpoint=cfg.s3_endpoint, clock=cfg.clock, background=False)
-    dest.open(session, command="verify", require_catalog=True)
-    try:
-        with ExitStack() as stack:
-            run = _RemoteRun(cfg, [dest], session, started, emit, stack, dest=dest)
-            stack.callback(run.remove_downloads)
-            due, over, untracked = run.plan()
-            emit("planned", files=len(due), bytes=sum(i.row.size for i in due if i.present))
-            run.check_all(due)
-        records = run.records
-        records += [_skipped(i, _budget_note(cfg.max_bytes)) for i in over]
-        records += [_skipped(i, f"not checked: {run.stop_reason}") for i in run.not_started]
-        records += _untracked(dest.root, untracked)
-        finished = cfg.clock()
-    finally:
-        dest.close()
-    report = build_report("verify", None, [dest], records, None, started, finished, cfg)
-    report["verify"] = verify_facts(
-        cfg, run, (finished - started).total_seconds(), outside_subset=run.outside_subset,
-        over_budget=len(over), repaired=0, repair=False, low_priority=priority,
-        backend="local", scheduler=None)
-    write_reports(report, [], cfg)
-    if cfg.destination_reports:
-        dest.write_report(report)
-    return VerifyResult(report, records, [dest.root])
-
-
-def _untracked(root: str, listing: dict[str, int]) -> list[FileRecord]:
-    from ingest.kinds import classify
-
-    return [FileRecord(path=rel, kind=classify(rel.rpartition("/")[2]), size=size,
-                       status=Status.UNTRACKED, detail=f"in {root} but not in its catalog",
-                       copies=[Copy(root, rel, False, "existing")])
-            for rel, size in sorted(listing.items())]
-
-
-def _remote_run_class():
-    """`_Run` with the per-file read done by downloading: defined on first use, so that
-    importing this module does not import the verify run."""
-    from ingest.verify import check
-    from ingest.verify.check import HashCheck
-    from ingest.verify.plan import Item, _order_key, _within_bytes, in_subset
-    from ingest.verify.run import _Pending, _Run
-
-    @dataclass(slots=True)
-    class RemoteRun(_Run):
-        dest: RemoteDestination | None = None
-        tmp: str | None = None
-        outside_subset: int = 0
-        downloads: dict[int, str] = field(default_factory=dict)  # record id -> temp copy
-
-        def remove_downloads(self) -> None:
-            if self.tmp:
-                shutil.rmtree(self.tmp, ignore_errors=True)
-
-        def plan(self) -> tuple[list[Item], list[Item], dict[str, int]]:
-            dest, cfg = self.dest, self.cfg
-            check.ensure_schema(dest.catalog.db)
-            loc = dest.store.loc
-            listing = {loc.rel(k): size for k, size in dest.store.list(loc.key("")).items()}
-            listing = {rel: s for rel, s in listing.items() if not rel.startswith(_IGNORED)}
-            checked = check.last_checks(dest.catalog.db)
-            items = []
-            for row in dest.catalog.all_rows():
-                listing_size = listing.pop(row.path, None)
-                if not in_subset(row.path, cfg.subset):
-                    self.outside_subset += 1
-                    continue
-                item = Item(root=dest.root, row=row, rel=row.path,
-                            present=listing_size is not None,
-                            last_checked=checked.get(row.id),
-                            failed=(row.last_result or "") in {str(s) for s in FLAGGED})
-                items.append((_order_key(item, 0), item))
-            items.sort(key=lambda pair: pair[0])
-            due, over = _within_bytes([i for _, i in items], cfg.max_bytes)
-            return due, over, listing
-
-        def _check_one(self, item: Item) -> None:
-            rec = check.new_record(item.root, item.rel, item.row)
-            self.records.append(rec)
-            self.emit("file_start", root=item.root, path=item.rel, size=item.row.size)
-            keep = self.cfg.decode and check.wants_decode(item.row)
-            hc, local = self._download_check(item, keep)
-            self.bytes_read += hc.bytes_read
-            rec.status, rec.detail, rec.seconds = hc.status, hc.detail, round(hc.seconds, 6)
-            if hc.status is Status.VERIFIED and local:
-                self.downloads[id(rec)] = local
-                self._submit(_Pending(rec, item, hc), local)
-            else:
-                if local:
-                    os.unlink(local)
-                self._finish(_Pending(rec, item, hc))
-
-        def _download_check(self, item: Item, keep: bool) -> tuple[HashCheck, str | None]:
-            import time
-
-            t0 = time.perf_counter()
-            key = self.dest.store.loc.key(item.rel)
-            local = None
-            try:
-                if keep:
-                    if self.tmp is None:
-                        self.tmp = tempfile.mkdtemp(prefix="ingest-verify-s3-")
-                    local = os.path.join(self.tmp, f"{id(item)}-{os.path.basename(item.rel)}")
-                    with open(local, "wb") as sink:
-                        digest, nbytes = self.dest.store.hash_object(key, sink)
-                else:
-                    digest, nbytes = self.dest.store.hash_object(key)
-            except FileNotFoundError:
-                return HashCheck(Status.MISSING, "no longer there", None, 0, None,
-                                 time.perf_counter() - t0), local
-            except Exception as e:  # noqa: BLE001 - a per-file failure is a status
-                return HashCheck(Status.CORRUPT, f"could not be read: {self.dest._why(e)}",
-                                 None, 0, None, time.perf_counter() - t0), local
-            row = item.row
-            status, detail = Status.VERIFIED, ""
-            if nbytes != row.size:
-                status, detail = Status.CORRUPT, (f"size is now {nbytes} bytes, was "
-                                                  f"{row.size} at ingest")
-            elif digest != row.xxh3_128:
-                status, detail = Status.CORRUPT, (f"content changed since ingest (xxh3-128 now "
-                                                  f"{digest}, was {row.xxh3_128})")
-            return HashCheck(status, detail, digest, nbytes, row.mtime_ns,
-                             time.perf_counter() - t0), local
-
-        def _collect(self, block: bool) -> None:
-            before = set(self.pending)
-            _Run._collect(self, block)
-            for key in before - set(self.pending):
-                path = self.downloads.pop(key, None)
-                if path:
-                    os.unlink(path)
-
-        def _repair(self, p, archive) -> None:
-            p.rec.detail += ("; an s3:// archive is not repaired in place: run the offload "
-                             "again from a copy that holds the file")
-
-    return RemoteRun
-
-
-def _RemoteRun(*args, **kwargs):  # noqa: N802 - reads as the class it builds
-    return _remote_run_class()(*args, **kwargs)
-
-
-# --- ingest status CARD ... s3://... ---------------------------------------------------------
-
-
-class RemoteArchive:
-    """Read-only view of an s3:// destination for `ingest status`: catalog rows by content
-    hash, and whether each copy is still there with its catalogued size. Nothing is written
-    and no lock is taken."""
-
-    def __init__(self, url: str, *, endpoint: str | None = None, store: S3Store | None = None):
-        require_s3(url)
-        self.store = store or S3Store(url, endpoint)
-        self.root = self.store.url
-        self.store.check_access()
-        self.device_label = self.store.device
-        self.device_id = store_device_id(self.device_label)  # as the offload counts it
-        self._tmp = tempfile.mkdtemp(prefix="ingest-status-s3-")
-        path = os.path.join(self._tmp, "catalog.sqlite")
-        try:
-            if not self.store.get_file(self.store.loc.key(CATALOG_KEY), path):
-                raise UsageError(f"destination {self.root} has no ingest catalog "
-                                 f"({CATALOG_KEY}): nothing was offloaded there yet")
-            self.db = sqlite3.connect(path)
-            self.db.execute("SELECT count(*) FROM files").fetchone()
-        except sqlite3.DatabaseError as e:
-            self.close()
-            raise UsageError(f"destination {self.root}: its catalog cannot be read ({e})") \
-                from None
-        except BaseException:
-            self.close()
-            raise
-
-    def by_hash(self, digest: str) -> list[Row]:
-        columns = ", ".join(Row.__slots__)
-        cur = self.db.execute(f"SELECT {columns} FROM files WHERE xxh3_128=? ORDER BY id",
-                              (digest,))
-        return [Row(*r) for r in cur]
-
-    def size_of(self, rel: str) -> int | None:
-        """The object's size now, or None when it is gone (or cannot be asked about)."""
-        try:
-            return self.store.size_of(self.store.loc.key(rel))
-        except Exception:  # noqa: BLE001 - status reports it as missing, not safe
-            return None
-
-    def problem(self, row: Row) -> str | None:
-        """None when the object is there with its catalogued size. What the catalog row's
-        status and latest finding say is judged by `status`, as for a local copy."""
-        size = self.size_of(row.path)
-        if size is None:
-            return "listed in the catalog but missing from the bucket"
-        if size != row.size:
-            return f"object size {size} differs from the catalog's {row.size}: run ingest verify"
-        return None
-
-    def close(self) -> None:
-        db = getattr(self, "db", None)
-        if db is not None:
-            db.close()
-        shutil.rmtree(self._tmp, ignore_errors=True)
