@@ -26,6 +26,7 @@ from ingest.model import CARD_STOPPED, Copy, FileRecord, Kind, SourceFile, Statu
 from ingest.preflight import UsageError, check_destinations, check_source, remove_stale_probes
 from ingest.rebuild import open_or_rebuild
 from ingest.remote import split_destinations
+from ingest.report.build import PREVIEW_DIR, build_report, write_reports
 from ingest.safety import (
     CHANGED_SINCE_ACCEPTED,
     CardVerdict,
@@ -40,10 +41,7 @@ from ingest.safety import (
     shared_device_warnings,
     store_device_id,
 )
-from ingest.summary import summarize
 from ingest.volume import volume_identity
-
-PREVIEW_DIR = "previews"
 
 
 @dataclass(slots=True)
@@ -309,35 +307,6 @@ def _open_remote(url: str, cfg: OffloadConfig, session: str, source: str, volume
     remote.open(session, source=source, volume=volume)
     stack.callback(remote.close)
     return remote
-
-
-def write_reports(report: dict, roots: list[str], cfg) -> None:
-    """The reports the user asked for, then a JSON and HTML copy inside each destination."""
-    from pathlib import Path
-
-    from ingest.report.html import default_html_path, write_html
-    from ingest.report.json_report import write_json
-
-    previews = [Path(r) / STATE_DIR / PREVIEW_DIR for r in roots]
-    # The destinations' own copies first: a path the user gave may sit on a disk that died,
-    # and its error must not cost the others.
-    for root, preview_root in zip(roots, previews, strict=True):
-        if not cfg.destination_reports:
-            break
-        html = default_html_path(report, Path(root))
-        try:
-            write_html(report, html, preview_root)
-            write_json(report, str(html.with_suffix(".json")))
-        except OSError:
-            pass  # a destination that failed mid-run is already named in the report
-    if cfg.json_path:
-        write_json(report, cfg.json_path)
-    if cfg.junit_path:
-        from ingest.report.junit import write_junit
-
-        write_junit(report, Path(cfg.junit_path))
-    if cfg.html_path:
-        write_html(report, Path(cfg.html_path), previews[0] if previews else None)
 
 
 class _Run:
@@ -654,32 +623,3 @@ def _judge_decode(rec: FileRecord, dec: dict, card: dict | None, verdict: str) -
         rec.status = Status.DAMAGED_ON_CARD
         rec.detail = (f"damaged on the card: {dec.get('error')}. Re-copying won't help: keep "
                       "the card and do not format it; try another reader or recovery software")
-
-
-def build_report(command: str, source: str | None, dests: list[Destination],
-                 records: list[FileRecord], found: Discovery | None, started, finished,
-                 cfg, decoders: dict[str, str] | None = None,
-                 card: CardVerdict | None = None) -> dict:
-    """`decoders`: the versions the decode workers reported; None when no worker came up
-    (nothing to decode, or they could not start): this process names its own."""
-    from ingest.report.versions import NOT_RUN, versions
-
-    seconds = (finished - started).total_seconds()
-    return {
-        "schema": "ingest-report/1",
-        "command": command,
-        "tool_version": __version__,
-        "started_at": started.isoformat(),
-        "finished_at": finished.isoformat(),
-        "seconds": round(seconds, 3),
-        "source": source,
-        "destinations": [{"root": d.root, "device": d.device, "files": d.files,
-                          "bytes": d.bytes, "error": d.dead} for d in dests],
-        "versions": versions(decoders if cfg.decode else NOT_RUN),
-        "skipped_system_files": len(found.system_files) if found else 0,
-        "skipped": [{"path": s.rel, "reason": s.reason, "holds_back": s.holds_back}
-                    for s in found.skipped] if found else [],
-        "files": [r.to_json() for r in records],
-        "summary": summarize(records, command, card=card,
-                             held_back=sum(s.holds_back for s in found.skipped) if found else 0),
-    }

@@ -503,8 +503,8 @@ def verify_remote(url: str, cfg):
     """`ingest verify s3://bucket/prefix`: every catalogued object downloaded again, hashed
     against the card's hash and decode-checked, within the same budgets as a local archive;
     the checks go into the remote catalog. Returns a `VerifyResult`."""
-    from ingest.pipeline import build_report, write_reports
     from ingest.power import lower_priority
+    from ingest.report.build import build_report, write_reports
     from ingest.verify.run import VerifyResult, _budget_note, _skipped, verify_facts
 
     require_s3(url)
