@@ -8,11 +8,10 @@ from pathlib import Path
 
 from ingest import api
 from ingest.report.terminal import render_summary
+from ingest.samplecard import build_card
 
 
 def run_demo(directory: str, *, jobs: int, console) -> int:
-    from fixtures.card import build_card
-
     base = Path(directory).resolve()
     card, dests = base / "card", [base / "archive-A", base / "archive-B"]
     if base.exists() and any(base.iterdir()) and not (card / "DCIM").is_dir():

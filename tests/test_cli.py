@@ -90,7 +90,7 @@ def test_damage_on_the_card_gets_no_rerun_suggestion(built_card, tmp_path):
     (["damaged_on_card", "unverified"], None),
 ])
 def test_next_command_is_a_rerun_only_where_a_rerun_helps(statuses, expected):
-    from ingest.cli import next_command
+    from ingest.cli.offload import next_command
     from ingest.model import FLAGGED
 
     report = {"summary": {"flagged": sum(s in FLAGGED for s in statuses)}, "skipped": [],

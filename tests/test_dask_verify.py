@@ -19,7 +19,7 @@ from test_decode_pool import CrashingInput
 from fixtures.damage import flip_bits
 from ingest import api
 from ingest.catalog import catalog_path
-from ingest.cli_verify import verify as verify_command
+from ingest.cli.verify import verify as verify_command
 from ingest.model import Status
 from ingest.preflight import UsageError
 from ingest.verify import VerifyConfig

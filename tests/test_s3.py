@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from ingest import api
-from ingest.cli_verify import verify as verify_command
+from ingest.cli.verify import verify as verify_command
 from ingest.lock import LockedError
 from ingest.model import Kind, Status
 from ingest.preflight import UsageError

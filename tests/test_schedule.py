@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from ingest import api
-from ingest.cli_verify import schedule as schedule_command
+from ingest.cli.verify import schedule as schedule_command
 from ingest.schedule import build, cron_entry, ingest_command, launchd_plist, systemd_units
 
 VERIFY_FLAGS = ["--max-duration", "30m", "--low-priority", "--stop-on-battery", "20", "--json"]

@@ -397,7 +397,7 @@ def ingest_status(*args, env=None):
         cmd = [sys.executable, "-m", "ingest", "status"]
     else:
         cmd = [sys.executable, "-c",
-               "from ingest.cli_status import status; status(prog_name='ingest status')"]
+               "from ingest.cli.status import status; status(prog_name='ingest status')"]
     return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=120)
 

@@ -20,7 +20,7 @@ from conftest import partials
 from fixtures.damage import flip_bits
 from ingest import api, fsio
 from ingest.catalog import catalog_path
-from ingest.cli_verify import verify as verify_command
+from ingest.cli.verify import verify as verify_command
 from ingest.lock import DestinationLock, LockedError
 from ingest.mhl import read_history
 from ingest.model import Status

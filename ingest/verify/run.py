@@ -29,9 +29,9 @@ from ingest.catalog import CATALOG_NAME, STATE_DIR
 from ingest.fsio import unreachable
 from ingest.kinds import classify
 from ingest.model import FLAGGED_VERIFY, Copy, FileRecord, Status
-from ingest.pipeline import PREVIEW_DIR, build_report, write_reports
 from ingest.power import battery_stop_reason, lower_priority
 from ingest.preflight import UsageError, check_catalogued
+from ingest.report.build import PREVIEW_DIR, build_report, write_reports
 from ingest.safety import CopyEvidence, FileEvidence, judge, newest
 from ingest.store import Replace, Store, open_store
 from ingest.store.urls import canonical, is_object_store

@@ -1,5 +1,5 @@
 """`ingest verify` and `ingest schedule`: thin click commands over `ingest.verify.run` and
-`ingest.schedule`. Registered on the main group in `ingest.cli`."""
+`ingest.schedule`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import click
 
-EXIT_USAGE = 2
+from ingest.cli.common import EXIT_USAGE, NoProgress, make_console
 
 
 def _parsed(parse: Callable[[str], object]):
@@ -29,8 +29,8 @@ def _parsed(parse: Callable[[str], object]):
 
 def _guard(fn: Callable[[], int]) -> int:
     """Expected environment errors become one line and exit code 2, never a traceback."""
-    from ingest.lock import LockedError
-    from ingest.preflight import UsageError
+    from ingest.lock import LockedError  # lazy: keeps ingest --help fast
+    from ingest.preflight import UsageError  # lazy: keeps ingest --help fast
 
     try:
         return fn()
@@ -51,7 +51,7 @@ def _guard(fn: Callable[[], int]) -> int:
 
 
 def _durations(text: str) -> float:
-    from ingest.verify.plan import parse_duration
+    from ingest.verify.plan import parse_duration  # lazy: keeps ingest --help fast
 
     return parse_duration(text)
 
@@ -62,19 +62,19 @@ def _duration_text(text: str) -> str:
 
 
 def _times(text: str) -> tuple[int, int]:
-    from ingest.schedule import parse_time
+    from ingest.schedule import parse_time  # lazy: keeps ingest --help fast
 
     return parse_time(text)
 
 
 def _sizes(text: str) -> int:
-    from ingest.verify.plan import parse_size
+    from ingest.verify.plan import parse_size  # lazy: keeps ingest --help fast
 
     return parse_size(text)
 
 
 def _subsets(text: str) -> tuple[int, int]:
-    from ingest.verify.plan import parse_subset
+    from ingest.verify.plan import parse_subset  # lazy: keeps ingest --help fast
 
     return parse_subset(text)
 
@@ -117,8 +117,8 @@ def verify(archives, jobs, no_decode, max_duration, max_bytes, subset, repair, l
     """
 
     def go() -> int:
-        from ingest.verify import VerifyConfig
-        from ingest.verify.run import verify as run_verify
+        from ingest.verify import VerifyConfig  # lazy: keeps ingest --help fast
+        from ingest.verify.run import verify as run_verify  # lazy: keeps ingest --help fast
 
         cfg = VerifyConfig(archives=list(archives), decode=not no_decode,
                            max_seconds=max_duration, max_bytes=max_bytes, subset=subset,
@@ -130,10 +130,12 @@ def verify(archives, jobs, no_decode, max_duration, max_bytes, subset, repair, l
         if jobs:
             cfg.jobs = jobs
         show = sys.stdout.isatty() and json_path != "-"
-        console = _console()
+        # Wrapped at the terminal's width, unlike the other commands: verify's output has
+        # always been, and sharing the helper is not to change it.
+        console = make_console(soft_wrap=False)
         bar = _Bar(console) if show else None
         cfg.progress = bar
-        with bar or _Null():
+        with bar or NoProgress():
             result = run_verify(cfg)
         if json_path != "-":
             _summary(console, result.report, list(archives), repair)
@@ -142,16 +144,10 @@ def verify(archives, jobs, no_decode, max_duration, max_bytes, subset, repair, l
     sys.exit(_guard(go))
 
 
-def _console():
-    from rich.console import Console
-
-    return Console(highlight=False)
-
-
 def _summary(console, report: dict, archives: list[str], repaired: bool) -> None:
-    from rich.markup import escape
+    from rich.markup import escape  # lazy: keeps ingest --help fast
 
-    from ingest.report.terminal import render_summary
+    from ingest.report.terminal import render_summary  # lazy: keeps ingest --help fast
 
     info = report.get("verify") or {}
     fixable = any("; good copy at " in (f.get("detail") or "") for f in report["files"])
@@ -167,18 +163,10 @@ def _summary(console, report: dict, archives: list[str], repaired: bool) -> None
 
 def _Bar(console):  # noqa: N802 - reads like the class it makes
     """Verify's bar: files checked of the files due."""
-    from ingest.report.terminal import EventBar
+    from ingest.report.terminal import EventBar  # lazy: keeps ingest --help fast
 
     return EventBar(console, "verifying", start="planned", total_key="files",
                     step="file_checked", by_bytes=False)
-
-
-class _Null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 @click.command()
@@ -199,8 +187,8 @@ def schedule(archives, kind, at, max_duration, stop_on_battery, json_path):
     """Print a nightly schedule that runs `ingest verify` on each ARCHIVE. Installs nothing."""
 
     def go() -> int:
-        from ingest import schedule as sched
-        from ingest.verify.run import check_archives
+        from ingest import schedule as sched  # lazy: keeps ingest --help fast
+        from ingest.verify.run import check_archives  # lazy: keeps ingest --help fast
 
         roots = check_archives(list(archives))
         # launchd exists only on macOS: its log paths are macOS ones wherever this runs.

@@ -1,14 +1,13 @@
-"""`ingest status SOURCE DEST...`: the "safe to format this card?" command.
-
-Registered in `ingest.cli` with `cli.add_command(status)`. The helpers of `ingest.cli` are
-imported inside the command, because `ingest.cli` imports this module.
-"""
+"""`ingest status SOURCE DEST...`: the "safe to format this card?" command, and `ingest
+accept`, which records the files whose loss the photographer accepts."""
 
 from __future__ import annotations
 
 import sys
 
 import click
+
+from ingest.cli.common import make_console, run_guarded
 
 
 @click.command()
@@ -27,14 +26,16 @@ def status(source, destinations, min_copies, json_path, s3_endpoint):
     renamed or re-foldered copies count. The archive is not re-read: use `ingest verify`.
     Exit codes: 0 safe to format, 1 not safe, 2 usage or environment error.
     """
-    from ingest.cli import _console, _run
 
     def go():
-        from ingest.report.status_terminal import HashProgress, render_status
-        from ingest.status import card_status
+        from ingest.report.status_terminal import (  # lazy: keeps ingest --help fast
+            HashProgress,
+            render_status,
+        )
+        from ingest.status import card_status  # lazy: keeps ingest --help fast
 
         show = sys.stdout.isatty() and json_path != "-"
-        console = _console()
+        console = make_console()
         progress = HashProgress(console) if show else None
         if progress:
             with progress:
@@ -44,14 +45,14 @@ def status(source, destinations, min_copies, json_path, s3_endpoint):
             result = card_status(source, list(destinations), min_copies=min_copies,
                                  s3_endpoint=s3_endpoint)
         if json_path:
-            from ingest.report.json_report import write_json
+            from ingest.report.json_report import write_json  # lazy: keeps ingest --help fast
 
             write_json(result.report, json_path)
         if json_path != "-":
             render_status(console, result.report)
         return result.exit_code
 
-    sys.exit(_run(go))
+    sys.exit(run_guarded(go))
 
 
 @click.command()
@@ -71,20 +72,19 @@ def accept(source, destinations, files, reason, undo, json_path):
     not change. Only files that are really damaged can be accepted: one that can still be
     copied is refused. Exit codes: 0 recorded, 2 nothing recorded (see the message).
     """
-    from ingest.cli import _console, _run
 
     def go():
-        from rich.markup import escape
+        from rich.markup import escape  # lazy: keeps ingest --help fast
 
-        from ingest.accept import accept as run_accept
+        from ingest.accept import accept as run_accept  # lazy: keeps ingest --help fast
 
         result = run_accept(source, list(destinations), list(files), reason, undo=undo)
         if json_path:
-            from ingest.report.json_report import write_json
+            from ingest.report.json_report import write_json  # lazy: keeps ingest --help fast
 
             write_json(result.report, json_path)
         if json_path != "-":
-            console = _console()
+            console = make_console()
             for f in result.report["files"]:
                 verb = "no longer accepted" if undo else "accepted as lost"
                 console.print(escape(f"{f['path']}: {verb} ({f['reason']})"))
@@ -94,4 +94,4 @@ def accept(source, destinations, files, reason, undo, json_path):
                               "accepted; ingest accept --undo takes that back.")
         return result.exit_code
 
-    sys.exit(_run(go))
+    sys.exit(run_guarded(go))

@@ -1,63 +1,16 @@
-"""The command line: a thin layer over `ingest.api`. Heavy libraries load only when used."""
+"""`ingest offload SOURCE DEST...`: the click command over `ingest.api.offload`, and the
+command it says to run next."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
-EXIT_OK, EXIT_FLAGGED, EXIT_USAGE = 0, 1, 2
+from ingest.cli.common import NoProgress, make_console, run_guarded, worker_count
 
 
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    # soft_wrap: paths and the "Next:" command must stay whole lines to copy and paste.
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
-def _fail(message: str) -> None:
-    click.echo(f"ingest: {message}", err=True)
-    sys.exit(EXIT_USAGE)
-
-
-def _run(fn):
-    """Turn expected environment errors into one line and exit code 2, never a traceback."""
-    from ingest.layout import LayoutError
-    from ingest.lock import LockedError
-    from ingest.preflight import UsageError
-
-    try:
-        return fn()
-    except (UsageError, LayoutError, LockedError) as e:
-        _fail(str(e))
-    except KeyboardInterrupt:
-        click.echo("\ningest: interrupted; run the same command again to continue where it "
-                   "stopped", err=True)
-        sys.exit(130)
-    except OSError as e:
-        if os.environ.get("INGEST_DEBUG"):
-            raise
-        _fail(f"{e.strerror or e}{': ' + e.filename if e.filename else ''}")
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="ingest")
-def cli() -> None:
-    """Copy camera cards to several destinations and prove every copy intact.
-
-    \b
-    Exit codes: 0 every file verified (status says whether the card is safe to format),
-    1 a file needs attention, 2 usage or environment error.
-    """
-
-
-def _jobs(value: int | None) -> int:
-    return value if value and value > 0 else (os.cpu_count() or 1)
-
-
-@cli.command()
+@click.command()
 @click.argument("source", type=click.Path())
 @click.argument("destinations", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "json_path", metavar="PATH", help="Write the JSON report here (- for stdout).")
@@ -92,22 +45,22 @@ def offload(source, destinations, json_path, junit_path, html_path, layout, retr
     The last line says whether the card is safe to format, by the rule ingest status uses:
     every file proven on --min-copies separate devices other than the card's.
     """
-    from ingest import api
+    from ingest import api  # lazy: keeps ingest --help fast
 
     def go():
         show = sys.stdout.isatty() and json_path != "-"
-        console = _console()
+        console = make_console()
         progress = None
         if show:
-            from ingest.report.terminal import Progress
+            from ingest.report.terminal import Progress  # lazy: keeps ingest --help fast
 
             progress = Progress(console)
         # Warnings (destinations that share a device) are said before the first copy, while
         # the photographer can still stop and pick another disk; on stderr when stdout is JSON.
-        events = _Events(progress, console if json_path != "-" else _console(stderr=True))
-        with progress or _Null():
+        events = _Events(progress, console if json_path != "-" else make_console(stderr=True))
+        with progress or NoProgress():
             result = api.offload(
-                source, list(destinations), layout=layout, retries=retries, jobs=_jobs(jobs),
+                source, list(destinations), layout=layout, retries=retries, jobs=worker_count(jobs),
                 decode=not no_decode, previews=not no_previews and not no_decode,
                 preview_size=preview_size, json_path=json_path, junit_path=junit_path,
                 html_path=html_path, progress=events, s3_endpoint=s3_endpoint,
@@ -117,11 +70,11 @@ def offload(source, destinations, json_path, junit_path, html_path, layout, retr
                      console)
         return result.exit_code
 
-    sys.exit(_run(go))
+    sys.exit(run_guarded(go))
 
 
 def _summary(report, rerun, source, destinations, console) -> None:
-    from ingest.report.terminal import render_summary
+    from ingest.report.terminal import render_summary  # lazy: keeps ingest --help fast
 
     render_summary(console, report, next_command(report, rerun, source, destinations))
 
@@ -131,7 +84,7 @@ def next_command(report: dict, rerun: list[str], source: str,
     """The command to run next: `ingest status` when nothing is flagged, the same offload when
     a re-run can clear what is, and none when it cannot (damage that is on the card, a file
     no decoder here can prove): suggesting a re-run there contradicts the advice printed."""
-    from ingest.model import RERUN_HELPS
+    from ingest.model import RERUN_HELPS  # lazy: keeps ingest --help fast
 
     if not report["summary"]["flagged"]:
         return ["ingest", "status", source, *destinations]
@@ -149,51 +102,8 @@ class _Events:
 
     def __call__(self, event: str, **info) -> None:
         if event == "warning":
-            from rich.markup import escape
+            from rich.markup import escape  # lazy: keeps ingest --help fast
 
             self.console.print(f"[yellow]Warning: {escape(info['text'])}[/]")
         elif self.bar is not None:
             self.bar(event, **info)
-
-
-class _Null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-@cli.command()
-@click.argument("directory", required=False, type=click.Path(), default="ingest-demo")
-@click.option("--jobs", type=click.IntRange(1, 256), default=None)
-def demo(directory, jobs):
-    """Build a sample card with one damaged file in DIRECTORY and offload it to two places."""
-    from ingest.demo import run_demo
-
-    def go():
-        return run_demo(directory, jobs=_jobs(jobs), console=_console())
-
-    sys.exit(_run(go))
-
-
-def _register() -> None:
-    from ingest.cli_status import accept, status
-    from ingest.cli_verify import schedule, verify
-
-    cli.add_command(status)
-    cli.add_command(accept)
-    cli.add_command(verify)
-    cli.add_command(schedule)
-
-
-_register()
-
-
-def main() -> None:
-    # Where numpy is imported in this process (verify's Dask backend imports joblib, which
-    # imports it), its OpenBLAS starts a thread per core that spins for nothing (0.1 CPU-s
-    # per run, taken from the decode workers); this process does no linear algebra. Set
-    # before any import of numpy, and only for the command.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    cli(prog_name="ingest")
