@@ -139,8 +139,6 @@ def offload(cfg: OffloadConfig) -> RunResult:
         run.finish(records)
         for remote in remotes:
             remote.finish(records)
-            if cfg.destination_reports:
-                _fill_object_store(remote, records, finished=cfg.clock())
         # After the catalogs took each file's own finding, so an acceptance taken back
         # later leaves the finding there to see.
         card = _judge(records, dests, devices, cfg, found)
@@ -154,6 +152,8 @@ def offload(cfg: OffloadConfig) -> RunResult:
                     d.dead = f"its catalog can no longer be written ({e}): run again"
         if cfg.destination_reports:
             _add_mhl_generations(dests, records, finished)
+            for remote in remotes:
+                _fill_object_store(remote, records, finished)
     report = build_report("offload", source, dests + remotes, records, found, started,
                           finished, cfg, decoders=getattr(run.pool, "versions", None),
                           card=card)

@@ -188,7 +188,7 @@ def endpoint():
 def make_bucket(endpoint: str, name: str) -> str:
     """A bucket of a fixed name (one per test: the server lives for the module), so that the
     name in the report is behaviour, not a random token."""
-    from ingest.remote.s3 import make_filesystem
+    from ingest.store.s3 import make_filesystem
 
     make_filesystem(endpoint).call_s3("create_bucket", Bucket=name)
     return name

@@ -37,7 +37,11 @@ class Store(Protocol):
     dead: str | None  # why it stopped taking files in this run, in plain words
 
     def open(self, session: str, *, command: str, source: str | None = None,
-             volume: str | None = None, require_catalog: bool = False) -> Store: ...
+             volume: str | None = None, require_catalog: bool = False,
+             started: datetime | None = None) -> Store:
+        """Take the lock, sweep what a killed run left, open the catalog and start this
+        run's session in it (stamped `started`, or now). UsageError / LockedError (exit 2)
+        before anything is written."""
 
     def open_readonly(self) -> ReadOnlyView: ...
 

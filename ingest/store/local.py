@@ -59,7 +59,8 @@ class LocalStore:
 
     # life cycle ---------------------------------------------------------------------------
     def open(self, session: str, *, command: str, source: str | None = None,
-             volume: str | None = None, require_catalog: bool = False) -> LocalStore:
+             volume: str | None = None, require_catalog: bool = False,
+             started: datetime | None = None) -> LocalStore:
         """Take the lock and open the catalog (UsageError / LockedError, exit 2)."""
         self.device  # noqa: B018 - the device it is on now, before anything can change it
         lock = DestinationLock(self.root, f"ingest {command}")
@@ -69,7 +70,7 @@ class LocalStore:
         try:
             self.catalog = Catalog(self.root)
             self.catalog.start_session(session, command, source, volume,
-                                       self.clock().isoformat(), __version__)
+                                       (started or self.clock()).isoformat(), __version__)
         except BaseException:
             self.close()
             raise

@@ -118,9 +118,12 @@ class ObjectStore:
 
     # life cycle ---------------------------------------------------------------------------
     def open(self, session: str, *, command: str = "offload", source: str | None = None,
-             volume: str | None = None, require_catalog: bool = False) -> ObjectStore:
+             volume: str | None = None, require_catalog: bool = False,
+             started: datetime | None = None) -> ObjectStore:
         """Check access, take the lock, sweep what a killed run left, fetch the catalog.
-        Raises UsageError or LockedError (exit 2) before anything is written."""
+        Raises UsageError or LockedError (exit 2) before anything is written. The session
+        is stamped with the time the catalog was fetched (`started` is not used: a store
+        reached over a network may take a while to open)."""
         return self._do(self._open, session, command, source, volume, require_catalog)
 
     def _open(self, session, command, source, volume, require_catalog) -> ObjectStore:

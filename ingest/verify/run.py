@@ -100,7 +100,7 @@ def verify(cfg: VerifyConfig) -> VerifyResult:
 
     with ExitStack() as stack:
         for store in stores:
-            _open(stack, store, session)
+            _open(stack, store, session, started)
         plan = build_plan([(s.url, s.catalog, s.contents()) for s in stores], cfg.subset,
                           cfg.max_bytes)
         emit("planned", files=len(plan.due),
@@ -154,10 +154,10 @@ def verify_facts(cfg: VerifyConfig, run: VerifyRun, seconds: float, *, outside_s
     }
 
 
-def _open(stack: ExitStack, store: Store, session: str) -> None:
+def _open(stack: ExitStack, store: Store, session: str, started: datetime) -> None:
     """Lock, catalog and session; UsageError (exit 2) when the catalog cannot be read."""
     try:
-        store.open(session, command="verify", require_catalog=True)
+        store.open(session, command="verify", require_catalog=True, started=started)
     except sqlite3.DatabaseError as e:
         raise UsageError(f"the catalog of {store.url} cannot be read ({e}): restore "
                          f"{STATE_DIR}/{CATALOG_NAME} from a backup") from None
