@@ -50,7 +50,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from ingest import __version__
-from ingest.catalog import LOST, STATE_DIR, Catalog, Row, catalog_path
+from ingest.catalog import LOST, STATE_DIR, Catalog, Row, catalog_path, open_readonly
 from ingest.config import utc_now
 from ingest.layout import with_suffix
 from ingest.model import FLAGGED, Copy, FileRecord, Status
@@ -73,11 +73,6 @@ RETRIES = 1  # a failed upload or a mismatch is tried again this many times
 # DELETE), so on a remote store latency, not bandwidth, bounds a single stream.
 UPLOADS = 4
 _IGNORED = (f"{STATE}/", "ascmhl/")
-_OBJECTS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS remote_objects(
-    path TEXT PRIMARY KEY, size INTEGER NOT NULL, etag TEXT, checksum TEXT,
-    uploaded_at TEXT NOT NULL);
-"""
 
 
 class PutResult(NamedTuple):
@@ -149,8 +144,7 @@ class RemoteDestination:
                 raise UsageError(f"archive {self.root} has no ingest catalog ({CATALOG_KEY}): "
                                  "give a prefix that ingest offloaded to")
             try:
-                self.catalog = Catalog(self._tmp)
-                self.catalog.db.executescript(_OBJECTS_SCHEMA)
+                self.catalog = Catalog(self._tmp, label=self.root)
                 self.catalog.start_session(session, command, source, volume,
                                            self.clock().isoformat(), __version__)
             except sqlite3.DatabaseError as e:
@@ -465,9 +459,7 @@ class RemoteDestination:
                 make=row.get("make"), model=row.get("model"),
                 source_volume=row.get("source_volume"), source_path=row.get("source_path"),
                 session_id=self.session, status="copied", now=now)
-            self.catalog.db.execute(
-                "INSERT OR REPLACE INTO remote_objects VALUES(?,?,?,?,?)",
-                (path, size, etag, checksum, now))
+            self.catalog.record_object(path, size, etag, checksum, now)
         self._since_checkpoint += 1
         if self._since_checkpoint >= CHECKPOINT_ROWS:
             try:
@@ -575,11 +567,10 @@ def _remote_run_class():
 
         def plan(self) -> tuple[list[Item], list[Item], dict[str, int]]:
             dest, cfg = self.dest, self.cfg
-            check.ensure_schema(dest.catalog.db)
             loc = dest.store.loc
             listing = {loc.rel(k): size for k, size in dest.store.list(loc.key("")).items()}
             listing = {rel: s for rel, s in listing.items() if not rel.startswith(_IGNORED)}
-            checked = check.last_checks(dest.catalog.db)
+            checked = dest.catalog.last_checks()
             items = []
             for row in dest.catalog.all_rows():
                 listing_size = listing.pop(row.path, None)
@@ -683,8 +674,7 @@ class RemoteArchive:
             if not self.store.get_file(self.store.loc.key(CATALOG_KEY), path):
                 raise UsageError(f"destination {self.root} has no ingest catalog "
                                  f"({CATALOG_KEY}): nothing was offloaded there yet")
-            self.db = sqlite3.connect(path)
-            self.db.execute("SELECT count(*) FROM files").fetchone()
+            self.db = open_readonly(path, label=self.root)
         except sqlite3.DatabaseError as e:
             self.close()
             raise UsageError(f"destination {self.root}: its catalog cannot be read ({e})") \
@@ -694,10 +684,7 @@ class RemoteArchive:
             raise
 
     def by_hash(self, digest: str) -> list[Row]:
-        columns = ", ".join(Row.__slots__)
-        cur = self.db.execute(f"SELECT {columns} FROM files WHERE xxh3_128=? ORDER BY id",
-                              (digest,))
-        return [Row(*r) for r in cur]
+        return self.db.by_hash(digest)
 
     def size_of(self, rel: str) -> int | None:
         """The object's size now, or None when it is gone (or cannot be asked about)."""

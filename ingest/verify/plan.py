@@ -21,7 +21,6 @@ from ingest.catalog import STATE_DIR, Catalog, Row, db_text
 from ingest.fsio import PARTIAL_SUFFIX
 from ingest.mhl import FOLDER as MHL_FOLDER
 from ingest.model import FLAGGED
-from ingest.verify.check import last_checks
 
 FAILED_RESULTS = frozenset(str(s) for s in FLAGGED)
 IGNORED_DIRS = frozenset({STATE_DIR, MHL_FOLDER})
@@ -144,7 +143,7 @@ def build_plan(archives: list[tuple[str, Catalog]], subset: tuple[int, int] | No
     items: list[tuple[tuple, Item]] = []
     for index, (root, catalog) in enumerate(archives):
         on_disk = archive_files(root)
-        checked = last_checks(catalog.db)
+        checked = catalog.last_checks()
         plan.outside_subset[root] = 0
         for row in catalog.all_rows():
             rel = on_disk.pop(row.path, None)

@@ -8,28 +8,22 @@ archive's quarantine (`ingest.quarantine`): a change verify calls corruption may
 edit someone wants back. Nothing is ever restored from an unverified copy, and a restore that
 fails at any step leaves the archive as it was.
 
-Sibling archives come from the command line and from the `peers` table, which the offload
-fills with the other destinations of each run (`record_peers`).
+Sibling archives come from the command line and from the catalog's peers, which the offload
+records with the other destinations of each run (`Catalog.record_peers`).
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import urllib.parse
 from collections.abc import Sequence
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 
 from ingest import fsio
-from ingest.catalog import Catalog, Row, catalog_path
+from ingest.catalog import Catalog, Row, catalog_path, open_readonly
 from ingest.quarantine import put_back, quarantine
 from ingest.verify.plan import disk_path
-
-_PEERS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS peers(root TEXT PRIMARY KEY, session_id TEXT, recorded_at TEXT);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,31 +39,10 @@ class GoodCopy:
 # --- peers ---------------------------------------------------------------------------------
 
 
-def ensure_schema(db: sqlite3.Connection) -> None:
-    db.executescript(_PEERS_SCHEMA)
-
-
 def record_peers(catalog: Catalog, roots: Sequence[str], session_id: str | None = None,
                  now: str | None = None) -> None:
-    """Remember the other destinations of an offload in this destination's catalog, so a
-    later verify of this archive alone still knows where to look for a good copy."""
-    own = os.path.realpath(os.path.dirname(os.path.dirname(catalog.path)))
-    ensure_schema(catalog.db)
-    with catalog.db:
-        for root in roots:
-            real = os.path.realpath(root)
-            if real != own:
-                catalog.db.execute("INSERT OR REPLACE INTO peers VALUES(?,?,?)",
-                                   (real, session_id, now))
-
-
-def recorded_peers(catalog: Catalog) -> list[str]:
-    """Most recently recorded first."""
-    try:
-        cur = catalog.db.execute("SELECT root FROM peers ORDER BY recorded_at DESC, root")
-    except sqlite3.OperationalError:
-        return []
-    return [r for (r,) in cur]
+    """`Catalog.record_peers`, by the name the offload (pipeline.py) calls it."""
+    catalog.record_peers(roots, session_id, now)
 
 
 # --- finding a good copy -------------------------------------------------------------------
@@ -125,12 +98,11 @@ def _paths_by_hash(root: str, digest: str) -> list[str]:
     path = catalog_path(root)
     if not os.path.isfile(path):
         return []
-    # Read-only: a sibling archive is not ours to lock or change.
-    uri = "file:" + urllib.parse.quote(path) + "?mode=ro"
+    # Read-only: a sibling archive is not ours to lock or change. One a newer ingest wrote is
+    # still read: each path found here is only a candidate, re-hashed before it is used.
     try:
-        with closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
-            return [p for (p,) in db.execute(
-                "SELECT path FROM files WHERE xxh3_128=? ORDER BY id", (digest,))]
+        with open_readonly(path, timeout=5, allow_newer=True) as catalog:
+            return [row.path for row in catalog.by_hash(digest)]
     except sqlite3.Error:
         return []
 

@@ -143,8 +143,6 @@ def _open(stack: ExitStack, root: str, session: str, started: datetime) -> Desti
         # again. FULL's fsync per commit would halve the speed on small files.
         if catalog.wal:  # a rollback journal (a share where WAL cannot work) stays FULL
             catalog.db.execute("PRAGMA synchronous=NORMAL")
-        check.ensure_schema(catalog.db)
-        repair.ensure_schema(catalog.db)
         catalog.start_session(session, "verify", None, None, started.isoformat(), __version__)
     except sqlite3.DatabaseError as e:
         raise UsageError(f"the catalog of {root} cannot be read ({e}): restore "
@@ -347,7 +345,7 @@ class _Run:
         archive's catalog remembers from its offloads, then this archive itself: an offload
         that found its copy damaged wrote a fresh one beside it."""
         out = [a.root for a in self.archives if a.root != root]
-        for peer in repair.recorded_peers(self._archive(root).catalog):
+        for peer in self._archive(root).catalog.recorded_peers():
             if peer != root and peer not in out:
                 out.append(peer)
         return [*out, root]
@@ -383,8 +381,7 @@ def _record(archive: Destination, item: Item, session: str, now: datetime, findi
     """The check goes into the archive's catalog; False when the catalog can no longer be
     written (the archive went away), which stops that archive, not the run."""
     try:
-        check.record_check(archive.catalog, item.row.id, session, now.isoformat(), finding,
-                           detail)
+        archive.catalog.record_check(item.row.id, session, now.isoformat(), finding, detail)
         return True
     except sqlite3.Error as e:
         if not _gone(archive):
