@@ -88,10 +88,8 @@ def offload(cfg: OffloadConfig) -> RunResult:
             cat.start_session(session, "offload", source, volume, started.isoformat(), __version__)
             dests.append(Destination(root, cat, token=session, started=started,
                                      device=os.stat(root).st_dev))
-        from ingest.verify.repair import record_peers
-
         for d in dests:  # so a later `ingest verify --repair` knows where the siblings are
-            record_peers(d.catalog, roots + remote_urls, session, started.isoformat())
+            d.catalog.record_peers(roots + remote_urls, session, started.isoformat())
         remotes = [_open_remote(url, cfg, session, source, volume, stack)
                    for url in remote_urls]
         for remote in remotes:

@@ -116,12 +116,10 @@ def open_or_rebuild(dest_root: str, clock: Callable[[], datetime] = utc_now,
 
 
 def _problem(cat: Catalog, root: str) -> str | None:
-    found = cat.db.execute("PRAGMA quick_check").fetchone()[0]
+    found = cat.quick_check()
     if found != "ok":
         return f"corrupt: {found}"
-    empty = cat.db.execute("SELECT (SELECT COUNT(*) FROM files) + "
-                           "(SELECT COUNT(*) FROM sessions)").fetchone()[0] == 0
-    if empty and _was_used(root):
+    if cat.is_empty() and _was_used(root):
         return "empty"  # e.g. truncated to 0 bytes: SQLite reads that as a new database
     return None
 
@@ -154,10 +152,7 @@ def rebuild_catalog(dest_root: str, clock: Callable[[], datetime] = utc_now, *,
             _add_row(cat, dest_root, rel, dict(history.get(rel, [])), report, session, clock)
         report.missing = sorted(p for p in history if p not in seen)
         finished = clock()
-        with cat.db:
-            cat.db.execute("INSERT OR REPLACE INTO meta VALUES('rebuilt_at', ?)",
-                           (finished.isoformat(),))
-            cat.db.execute("INSERT OR REPLACE INTO meta VALUES('rebuilt_because', ?)", (reason,))
+        cat.set_meta({"rebuilt_at": finished.isoformat(), "rebuilt_because": reason})
         cat.finish_session(session, finished.isoformat())
     report.finished_at = finished.isoformat()
     report.seconds = round(time.perf_counter() - t0, 3)

@@ -16,10 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
-from urllib.parse import quote
 
 from ingest import __version__, fsio
-from ingest.catalog import GOOD, LOST, Row, acceptance_in, catalog_path
+from ingest.catalog import GOOD, LOST, ReadOnlyCatalog, Row, catalog_path, open_readonly
 from ingest.config import utc_now
 from ingest.discover import discover
 from ingest.model import ADVICE, FLAGGED, SourceFile, Status
@@ -146,39 +145,13 @@ def _check_destinations(destinations: list[str]) -> list[str]:
                             no_catalog="nothing was offloaded there yet")
 
 
-class _ReadOnlyCatalog:
-    """The catalog opened read-only: status must work on a write-protected archive disk and
-    must never change it. `Catalog()` would create tables and write a meta row."""
-
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-        self._columns = ", ".join(Row.__slots__)
-
-    def by_hash(self, digest: str) -> list[Row]:
-        cur = self.db.execute(f"SELECT {self._columns} FROM files WHERE xxh3_128=? ORDER BY id",
-                              (digest,))
-        return [Row(*r) for r in cur]
-
-    def acceptance(self, card_path: str, size: int, mtime_ns: int) -> Acceptance | None:
-        return acceptance_in(self.db, card_path, size, mtime_ns)
-
-    def close(self) -> None:
-        self.db.close()
-
-
-def _open_catalog(dest: str, root: str) -> _ReadOnlyCatalog:
-    uri = "file:" + quote(catalog_path(root))
-    # A WAL database opened read-only needs its -shm file; on a read-only mount it cannot be
-    # made, and nothing can be writing there either, so the file is read as immutable.
-    last: sqlite3.Error | None = None
-    for mode in ("?mode=ro", "?mode=ro&immutable=1"):
-        try:
-            db = sqlite3.connect(uri + mode, uri=True, timeout=30)
-            db.execute("SELECT count(*) FROM files").fetchone()
-            return _ReadOnlyCatalog(db)
-        except sqlite3.Error as e:
-            last = e
-    raise UsageError(f"destination {dest}: its catalog cannot be read ({last})")
+def _open_catalog(dest: str, root: str) -> ReadOnlyCatalog:
+    """Read-only: status must work on a write-protected archive disk and never change it (a
+    writable open would migrate an older catalog)."""
+    try:
+        return open_readonly(catalog_path(root), label=dest)
+    except sqlite3.Error as e:
+        raise UsageError(f"destination {dest}: its catalog cannot be read ({e})") from None
 
 
 def _open_remotes(urls: list[str], endpoint: str | None) -> list:

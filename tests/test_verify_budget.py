@@ -16,9 +16,8 @@ import pytest
 
 from ingest import api
 from ingest.catalog import Catalog, catalog_path
-from ingest.verify import VerifyConfig
 from ingest.store.local import LocalStore
-from ingest.verify.check import ensure_schema, record_check
+from ingest.verify import VerifyConfig
 from ingest.verify.plan import build_plan, parse_duration, parse_size, parse_subset
 from ingest.verify.run import verify
 
@@ -180,10 +179,9 @@ def test_order_failed_then_never_then_least_recent(archive):
              "mid": names[3], "new": names[4]}
     results = {"failed_new": "corrupt", "failed_old": "missing"}
     with Catalog(str(archive)) as cat:
-        ensure_schema(cat.db)
         for key, path in picks.items():
-            record_check(cat, cat.by_path(path).id, "s", at[key], results.get(key, "verified"),
-                         None)
+            cat.record_check(cat.by_path(path).id, "s", at[key], results.get(key, "verified"),
+                             None)
         never = sorted((r for r in cat.all_rows() if r.path not in picks.values()),
                        key=lambda r: (r.ingested_at, r.path))
         plan = build_plan([(str(archive), cat, LocalStore(str(archive)).contents())], None, None)

@@ -72,11 +72,6 @@ RETRIES = 1  # a failed upload or a mismatch is tried again this many times
 # DELETE), so on a remote store latency, not bandwidth, bounds a single stream.
 UPLOADS = 4
 _IGNORED = (f"{STATE}/", f"{MHL_FOLDER}/")
-_OBJECTS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS remote_objects(
-    path TEXT PRIMARY KEY, size INTEGER NOT NULL, etag TEXT, checksum TEXT,
-    uploaded_at TEXT NOT NULL);
-"""
 
 
 class _Failed(Exception):
@@ -142,8 +137,7 @@ class ObjectStore:
                 raise UsageError(f"archive {self.root} has no ingest catalog ({CATALOG_KEY}): "
                                  "give a prefix that ingest offloaded to")
             try:
-                self.catalog = Catalog(self._tmp)
-                self.catalog.db.executescript(_OBJECTS_SCHEMA)
+                self.catalog = Catalog(self._tmp, label=self.root)
                 self.catalog.start_session(session, command, source, volume,
                                            self.clock().isoformat(), __version__)
             except sqlite3.DatabaseError as e:
@@ -156,9 +150,7 @@ class ObjectStore:
     def remember_peers(self, roots: list[str], now: str) -> None:
         """The other destinations of this offload, so that `verify --repair` of this store
         alone knows where to look for a good copy (see verify/repair.py)."""
-        from ingest.verify.repair import record_peers
-
-        self._do(lambda: record_peers(self.catalog, roots, self.session, now, own=self.url))
+        self._do(lambda: self.catalog.record_peers(roots, self.session, now, own=self.url))
 
     def _sweep(self) -> None:
         """Partials and unfinished multipart uploads of a run that was killed. We hold the
@@ -454,9 +446,7 @@ class ObjectStore:
                 make=row.get("make"), model=row.get("model"),
                 source_volume=row.get("source_volume"), source_path=row.get("source_path"),
                 session_id=self.session, status="copied", now=now)
-            self.catalog.db.execute(
-                "INSERT OR REPLACE INTO remote_objects VALUES(?,?,?,?,?)",
-                (path, size, etag, checksum, now))
+            self.catalog.record_object(path, size, etag, checksum, now)
         self._since_checkpoint += 1
         if self._since_checkpoint >= CHECKPOINT_ROWS:
             try:
@@ -545,9 +535,7 @@ class ObjectStore:
             return PutResult(False, self._why(e), "", "failed", kept)
         if self.catalog is not None:
             with self.catalog.db:
-                self.catalog.db.execute(
-                    "INSERT OR REPLACE INTO remote_objects VALUES(?,?,?,?,?)",
-                    (rel, size, etag, checksum, self.clock().isoformat()))
+                self.catalog.record_object(rel, size, etag, checksum, self.clock().isoformat())
         self.files += 1
         self.bytes += size
         return PutResult(True, "", rel, "copied", kept)
@@ -614,7 +602,7 @@ class ObjectReadOnly:
             if not store.client.get_file(store.client.loc.key(CATALOG_KEY), path):
                 raise UsageError(f"destination {self.url} has no ingest catalog "
                                  f"({CATALOG_KEY}): nothing was offloaded there yet")
-            self.catalog = open_readonly(path)
+            self.catalog = open_readonly(path, label=self.url)
         except UsageError:
             self.close()
             raise

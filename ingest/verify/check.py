@@ -1,5 +1,6 @@
 """One archived file's check: re-read it from disk, compare with the hash recorded at ingest,
-turn a decode result into a verify status, and record the outcome in the catalog.
+turn a decode result into a verify status. The outcome goes into the catalog through
+`Catalog.record_check`.
 
 The comparison is always against `files.xxh3_128`, the hash taken when the file was ingested;
 a verify never rewrites it, so a file that rots slowly cannot drift its own reference.
@@ -8,22 +9,15 @@ a verify never rewrites it, so a file that rots slowly cannot drift its own refe
 from __future__ import annotations
 
 import os
-import sqlite3
 import stat
 import time
 from dataclasses import dataclass
 
-from ingest.catalog import Catalog, Row
+from ingest.catalog import Row
 from ingest.fsio import FileIO, uncached_hash
 from ingest.kinds import IMAGE_KINDS
 from ingest.model import Copy, FileRecord, Kind, Status
 
-# When verify last looked at each file. Kept apart from `files.last_verified_at`, which the
-# offload also sets at ingest, because the order needs "never re-verified since ingest".
-_STATE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS verify_state(
-    file_id INTEGER PRIMARY KEY, at TEXT NOT NULL, result TEXT NOT NULL);
-"""
 _DECODE_KINDS = frozenset(str(k) for k in IMAGE_KINDS)
 
 
@@ -35,31 +29,6 @@ class HashCheck:
     bytes_read: int
     mtime_ns: int | None  # the file's mtime now, when it exists
     seconds: float
-
-
-def ensure_schema(db: sqlite3.Connection) -> None:
-    db.executescript(_STATE_SCHEMA)
-
-
-def last_checks(db: sqlite3.Connection) -> dict[int, str]:
-    """file id -> time of its latest verify check."""
-    try:
-        return dict(db.execute("SELECT file_id, at FROM verify_state"))
-    except sqlite3.OperationalError:  # no verify has run on this catalog yet
-        return {}
-
-
-def record_check(catalog: Catalog, file_id: int, session_id: str, at: str, result: str,
-                 detail: str | None) -> None:
-    """One short transaction per file, so a run killed at any point keeps every finished check.
-    `files.status` (the offload's verdict) is left alone; only the check fields change."""
-    with catalog.db:
-        catalog.db.execute("INSERT INTO checks(file_id,session_id,at,result,detail) "
-                           "VALUES(?,?,?,?,?)", (file_id, session_id, at, result, detail))
-        catalog.db.execute("UPDATE files SET last_verified_at=?, last_result=? WHERE id=?",
-                           (at, result, file_id))
-        catalog.db.execute("INSERT OR REPLACE INTO verify_state(file_id, at, result) "
-                           "VALUES(?,?,?)", (file_id, at, result))
 
 
 def hash_check(abs_path: str, row: Row, io: FileIO) -> HashCheck:

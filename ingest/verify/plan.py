@@ -18,7 +18,6 @@ import xxhash
 
 from ingest.catalog import Catalog, Row
 from ingest.model import FLAGGED
-from ingest.verify.check import last_checks
 
 FAILED_RESULTS = frozenset(str(s) for s in FLAGGED)
 
@@ -122,7 +121,7 @@ def build_plan(archives: list[tuple[str, Catalog, dict[str, str]]],
     items: list[tuple[tuple, Item]] = []
     for index, (root, catalog, listing) in enumerate(archives):
         on_disk = dict(listing)
-        checked = last_checks(catalog.db)
+        checked = catalog.last_checks()
         plan.outside_subset[root] = 0
         for row in catalog.all_rows():
             rel = on_disk.pop(row.path, None)

@@ -8,27 +8,21 @@ archive's quarantine (`ingest.quarantine`): a change verify calls corruption may
 edit someone wants back. Nothing is ever restored from an unverified copy, and a restore that
 fails at any step leaves the archive as it was.
 
-Sibling archives come from the command line and from the `peers` table, which the offload
-fills with the other destinations of each run (`record_peers`).
+Sibling archives come from the command line and from the catalog's peers, which the offload
+records with the other destinations of each run (`Catalog.record_peers`).
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ingest import fsio
-from ingest.catalog import Catalog, Row
+from ingest.catalog import Row, catalog_path, open_readonly
 from ingest.store import Store
-from ingest.store.urls import is_object_store
 from ingest.verify.plan import disk_path
-
-_PEERS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS peers(root TEXT PRIMARY KEY, session_id TEXT, recorded_at TEXT);
-"""
 
 
 @dataclass(slots=True)
@@ -54,34 +48,6 @@ class GoodCopy:
 
 
 # --- peers ---------------------------------------------------------------------------------
-
-
-def ensure_schema(db: sqlite3.Connection) -> None:
-    db.executescript(_PEERS_SCHEMA)
-
-
-def record_peers(catalog: Catalog, roots: Sequence[str], session_id: str | None = None,
-                 now: str | None = None, own: str | None = None) -> None:
-    """Remember the other destinations of an offload in this destination's catalog, so a
-    later verify of this archive alone still knows where to look for a good copy. `own`:
-    this destination's name when its catalog is not inside it (an object store's copy)."""
-    own = own or os.path.realpath(os.path.dirname(os.path.dirname(catalog.path)))
-    ensure_schema(catalog.db)
-    with catalog.db:
-        for root in roots:
-            real = root if is_object_store(root) else os.path.realpath(root)
-            if real != own:
-                catalog.db.execute("INSERT OR REPLACE INTO peers VALUES(?,?,?)",
-                                   (real, session_id, now))
-
-
-def recorded_peers(catalog: Catalog) -> list[str]:
-    """Most recently recorded first."""
-    try:
-        cur = catalog.db.execute("SELECT root FROM peers ORDER BY recorded_at DESC, root")
-    except sqlite3.OperationalError:
-        return []
-    return [r for (r,) in cur]
 
 
 # --- finding a good copy -------------------------------------------------------------------
@@ -161,7 +127,12 @@ def _paths_by_hash(store: Store, digest: str) -> list[str]:
     if store.catalog is not None:
         return [r.path for r in store.catalog.by_hash(digest)]
     try:
-        view = store.open_readonly()
+        if store.remote:
+            view = store.open_readonly()
+        else:
+            # One a newer ingest wrote is still read: each path found here is only a
+            # candidate, re-hashed before it is used.
+            view = open_readonly(catalog_path(store.url), timeout=5, allow_newer=True)
     except Exception:  # noqa: BLE001 - no catalog there, or unreadable: the same path only
         return []
     try:

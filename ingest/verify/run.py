@@ -171,8 +171,6 @@ def _open(stack: ExitStack, store: Store, session: str, started: datetime) -> No
         # store's catalog is a local copy, uploaded when the store is closed.)
         if catalog.wal:  # a rollback journal (a share where WAL cannot work) stays FULL
             catalog.db.execute("PRAGMA synchronous=NORMAL")
-        check.ensure_schema(catalog.db)
-        repair.ensure_schema(catalog.db)
     except sqlite3.DatabaseError as e:
         raise UsageError(f"the catalog of {store.url} cannot be read ({e}): restore "
                          f"{STATE_DIR}/{CATALOG_NAME} from a backup") from None
@@ -393,7 +391,7 @@ class VerifyRun:
         that found its copy damaged wrote a fresh one beside it."""
         out = [a for a in self.archives if a is not archive]
         known = {a.url for a in self.archives}
-        for peer in repair.recorded_peers(archive.catalog):
+        for peer in archive.catalog.recorded_peers():
             if peer in known:
                 continue
             known.add(peer)
@@ -494,8 +492,7 @@ def _record(archive: Store, item: Item, session: str, now: datetime, finding: st
     """The check goes into the archive's catalog; False when the catalog can no longer be
     written (the archive went away), which stops that archive, not the run."""
     try:
-        check.record_check(archive.catalog, item.row.id, session, now.isoformat(), finding,
-                           detail)
+        archive.catalog.record_check(item.row.id, session, now.isoformat(), finding, detail)
         return True
     except sqlite3.Error as e:
         if not _gone(archive):
