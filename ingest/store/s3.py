@@ -1,11 +1,11 @@
-"""One S3-compatible bucket prefix (`s3://bucket/prefix`) as seen by ingest, through s3fs.
+"""The S3 client of an object store (`s3://bucket/prefix`), through s3fs: the calls that
+objects.py builds its proofs on, with what S3 offers beyond a generic file system.
 
 Keys under the prefix mirror a local destination: `<prefix>/<path>` for archived files,
-`<prefix>/.ingest/` for ingest's own state: `catalog.sqlite` (the same SQLite catalog a local
-destination keeps), `lock`, `reports/`, and `partials/` (uploads not yet proven).
+`<prefix>/.ingest/` for ingest's own state (see client.py).
 
 An object only ever gets a final name by a server-side copy of a partial whose bytes were
-re-downloaded and hashed (see stage.py). Uploads ask the server for its own SHA-256
+re-downloaded and hashed (see objects.py). Uploads ask the server for its own SHA-256
 (`ChecksumAlgorithm`): S3 checks it on receipt, and the value it stores is compared with the
 one computed here while reading the local copy. A multipart object's S3 checksum is a
 checksum of the parts' checksums ("composite"), so both forms are computed. An ETag is not a
