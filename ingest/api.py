@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ingest.accept import accept as _accept
 from ingest.config import OffloadConfig
 from ingest.layout import Layout
 from ingest.pipeline import RunResult
 from ingest.pipeline import offload as _offload
+from ingest.status import card_status
+from ingest.verify import VerifyConfig
+from ingest.verify.run import verify as _verify
 
 
 def offload(source: str, destinations: list[str], *, layout: str | None = None,
@@ -38,23 +42,16 @@ def offload(source: str, destinations: list[str], *, layout: str | None = None,
 
 def status(source: str, destinations: list[str], *, min_copies: int = 2, **overrides):
     """Is the card safe to format? See `ingest.status.card_status`."""
-    from ingest.status import card_status
-
     return card_status(source, list(destinations), min_copies=min_copies, **overrides)
 
 
 def accept(source: str, destinations: list[str], files: list[str], reason: str | None, *,
            undo: bool = False, **overrides):
     """Record card files as known losses. See `ingest.accept.accept`."""
-    from ingest.accept import accept as _accept
-
     return _accept(source, list(destinations), list(files), reason, undo=undo, **overrides)
 
 
 def verify(archives: list[str], **options):
     """Re-check archives against their catalogs. Options are the fields of
     `ingest.verify.VerifyConfig` (jobs, decode, max_seconds, max_bytes, subset, repair, ...)."""
-    from ingest.verify import VerifyConfig
-    from ingest.verify.run import verify as _verify
-
     return _verify(VerifyConfig(archives=list(archives), **options))

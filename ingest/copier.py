@@ -28,6 +28,7 @@ from ingest.catalog import GOOD, LOST, Catalog, Row
 from ingest.config import OffloadConfig
 from ingest.layout import with_suffix
 from ingest.metadata import CaptureInfo, capture_info
+from ingest.mhl import make_hasher
 from ingest.model import SourceFile
 from ingest.quarantine import put_back, quarantine
 
@@ -538,8 +539,6 @@ def _read_and_write(src: SourceFile, dests: list[Destination], cfg: OffloadConfi
     io = cfg.io
     extra = {}
     if extra_formats:
-        from ingest.mhl import make_hasher
-
         extra = {fmt: make_hasher(fmt) for fmt in extra_formats}
     targets: dict[str, _Target] = {}
     try:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from ingest import api
+from ingest.preflight import UsageError
 from ingest.report.terminal import render_summary
 from ingest.samplecard import build_card
 
@@ -15,8 +16,6 @@ def run_demo(directory: str, *, jobs: int, console) -> int:
     base = Path(directory).resolve()
     card, dests = base / "card", [base / "archive-A", base / "archive-B"]
     if base.exists() and any(base.iterdir()) and not (card / "DCIM").is_dir():
-        from ingest.preflight import UsageError
-
         raise UsageError(f"{base} exists and is not an earlier demo folder: choose an empty "
                          "or new folder")
     for p in (card, *dests):

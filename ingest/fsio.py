@@ -10,6 +10,7 @@ another process holds mapped is also not dropped.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import sys
 import tempfile
@@ -108,8 +109,6 @@ def reread_source(path: str, io: FileIO | None = None) -> tuple[str, int]:
 def _hash_from_disk(fd: int, io: FileIO, keep_cached: bool) -> tuple[str, int]:
     drop_cache(fd)
     if sys.platform == "darwin":
-        import fcntl
-
         fcntl.fcntl(fd, fcntl.F_NOCACHE, 1)
     h = new_hasher()
     total = 0

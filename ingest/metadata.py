@@ -155,7 +155,7 @@ def _read_ifd(buf: bytes, base: int, ifd: int, order: str, wanted: dict[int, str
 
 
 def _from_exifread(head: bytes) -> CaptureInfo | None:
-    import exifread
+    import exifread  # lazy: only for containers the parser above does not read
 
     # exifread logs at warning level for every odd tag it meets on a card; keep that quiet.
     logging.getLogger("exifread").setLevel(logging.ERROR)

@@ -14,6 +14,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ingest import __version__, fsio
 from ingest.catalog import GOOD, STATE_DIR
@@ -22,6 +23,8 @@ from ingest.copier import CopyJob, CopyOutcome, Destination
 from ingest.discover import Discovery, discover, stem_of
 from ingest.kinds import IMAGE_KINDS
 from ingest.lock import DestinationLock
+from ingest.mhl import FOLDER as MHL_FOLDER
+from ingest.mhl import MhlEntry, add_generation, read_history, representable
 from ingest.model import CARD_STOPPED, Copy, FileRecord, Kind, SourceFile, Status
 from ingest.preflight import UsageError, check_destinations, check_source, remove_stale_probes
 from ingest.rebuild import open_or_rebuild
@@ -105,10 +108,6 @@ def offload(cfg: OffloadConfig) -> RunResult:
         run = _Run(cfg, dests, session, volume, emit, remotes, pool)
         watch = CardWatch(source)
         if found.histories:
-            from pathlib import Path
-
-            from ingest.mhl import read_history
-
             run.history = read_history(Path(source))
         with pool or nullcontext(), ThreadPoolExecutor(VERIFIER_THREADS, "read-back") as verifier, \
                 ThreadPoolExecutor(1, "prefetch") as prefetcher:
@@ -292,7 +291,7 @@ def _start_decoder(cfg: OffloadConfig, found: Discovery, stack: ExitStack):
     nothing to decode starts none."""
     if not cfg.decode or not any(f.kind in IMAGE_KINDS for f in found.files):
         return None
-    from ingest.decode.pool import DecodePool
+    from ingest.decode.pool import DecodePool  # lazy: loky and psutil only for a card with images
 
     # Only `jobs` decodes run at once (memory stays bounded in the workers); the waiting
     # requests are a few paths each, so copying never waits for decoding.
@@ -313,11 +312,6 @@ def _fill_object_store(remote, records: list[FileRecord], finished) -> None:
     """What a local destination gets beside the copies: the previews of the files uploaded in
     this run (from the local copy's previews folder) and one ASC MHL generation. A failure
     here costs neither the copies nor the run: it is the destination's error in the report."""
-    from pathlib import Path
-
-    from ingest.mhl import FOLDER as MHL_FOLDER
-    from ingest.mhl import MhlEntry, add_generation, read_history, representable
-
     try:
         for rec in records:
             up = next((c for c in rec.copies if c.destination == remote.url and c.verified
@@ -599,11 +593,6 @@ def _check_history(rec: FileRecord, fmt: str, expected: str, out: CopyOutcome) -
 
 def _add_mhl_generations(dests: list[Destination], records: list[FileRecord], now) -> None:
     """One ASC MHL generation per destination for the files this run copied there."""
-    from pathlib import Path
-
-    from ingest import __version__
-    from ingest.mhl import MhlEntry, add_generation, read_history, representable
-
     for d in (d for d in dests if not d.dead):
         try:
             # Copies a killed run made come back as `existing`: they join the history once.

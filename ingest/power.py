@@ -20,7 +20,7 @@ class Battery:
 def read_battery() -> Battery | None:
     """The battery now, or None when there is none (or psutil cannot see it)."""
     try:
-        import psutil
+        import psutil  # lazy: inside the try, so a broken psutil costs only this step
 
         state = psutil.sensors_battery()
     except Exception:  # noqa: BLE001 - a sensor failure must never stop a verify run
@@ -52,7 +52,7 @@ def lower_priority() -> list[str]:
     except OSError:
         pass
     try:
-        import psutil
+        import psutil  # lazy: inside the try, so a broken psutil costs only this step
 
         if sys.platform.startswith("linux"):
             # Idle class: the disk serves us only when nobody else wants it.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+from ingest.catalog import LOCK_PROBE_PREFIX, STATE_DIR, catalog_path
 from ingest.errors import UsageError  # also imported from here by the commands
 
 
@@ -61,8 +62,6 @@ def remove_stale_probes(root: str) -> None:
     """A crash or power cut between a probe's create and unlink (this module's write probe in
     the root, the catalog's lock probe in .ingest/) leaves an empty probe file; the run that
     holds the destination's lock sweeps them (no other run is writing)."""
-    from ingest.catalog import LOCK_PROBE_PREFIX, STATE_DIR  # only when sweeping, as below
-
     for folder, prefix in ((root, PROBE_PREFIX), (os.path.join(root, STATE_DIR),
                                                   LOCK_PROBE_PREFIX)):
         try:
@@ -91,8 +90,6 @@ def _check_writable(dest: str, real: str) -> None:
 def check_catalogued(paths: list[str], noun: str, *, none: str, no_catalog: str) -> list[str]:
     """Real paths of folders ingest offloaded to (status and verify only read them, so a
     read-only disk is fine): each exists, holds a catalog, and is given once."""
-    from ingest.catalog import catalog_path
-
     if not paths:
         raise UsageError(none)
     seen: dict[str, str] = {}

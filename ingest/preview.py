@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageCms
 
 # An embedded RAW preview is used when its long edge reaches min(size, 1024 px). 1024 px is
@@ -187,8 +188,6 @@ _ORIENT_ARRAY = {
 def encode_array(rgb: np.ndarray, req: PreviewRequest) -> bytes:
     """libjpeg-turbo straight from an 8-bit RGB array, with the EXIF block spliced in after
     the JFIF header (simplejpeg writes none)."""
-    import simplejpeg
-
     jpeg = simplejpeg.encode_jpeg(np.ascontiguousarray(rgb), quality=req.quality,
                                   colorspace="RGB", colorsubsampling="420")
     exif = exif_bytes(req.capture_time)

@@ -40,8 +40,10 @@ from ingest import __version__, fsio
 from ingest.catalog import STATE_DIR, Catalog, catalog_path
 from ingest.config import utc_now
 from ingest.kinds import classify, is_system_dir, is_system_file
+from ingest.metadata import capture_info
 from ingest.mhl import FOLDER as HISTORY_FOLDER
 from ingest.mhl import make_hasher, read_history, verify_chain
+from ingest.report.json_report import write_json
 
 VERIFIED = "verified"
 CORRUPT = "corrupt"
@@ -257,8 +259,6 @@ def _add_row(cat: Catalog, root: str, rel: str, recorded: dict[str, str], report
 
 
 def _capture(head: bytes, kind, mtime_ns: int):
-    from ingest.metadata import capture_info
-
     try:
         return capture_info(head, kind, mtime_ns)
     except Exception:  # noqa: BLE001 - metadata is a convenience here, never a reason to stop
@@ -266,8 +266,6 @@ def _capture(head: bytes, kind, mtime_ns: int):
 
 
 def _write_report(root: str, report: RebuildReport, now: datetime) -> str | None:
-    from ingest.report.json_report import write_json
-
     target = os.path.join(root, STATE_DIR, "reports", f"rebuild-{now:%Y%m%d-%H%M%S}.json")
     try:
         write_json({"schema": "ingest-rebuild/1", **report.to_json(), "report_path": target},

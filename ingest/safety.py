@@ -19,6 +19,8 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import xxhash
+
 # What holds a file back when it is not a problem of the file itself.
 NOT_COPIED, TOO_FEW_COPIES, CHANGED_SINCE_ACCEPTED = (
     "not_copied", "too_few_copies", "changed_since_accepted")
@@ -38,8 +40,6 @@ def st_dev(path: str) -> int:
 def store_device_id(label: str) -> int:
     """A stable id for an object store's device (one endpoint and bucket), negative so it can
     never equal a local `st_dev`."""
-    import xxhash
-
     return -1 - (xxhash.xxh3_64_intdigest(label.encode()) >> 2)
 
 
@@ -297,8 +297,6 @@ def card_fingerprint(files: Iterable, upto_ns: int) -> str:
     acceptance outlives the next shoot; another card, or a card whose earlier photos were
     deleted, is another card, which errs on the side of keeping the card. `files`: objects
     with rel, size, mtime_ns and kind (`SourceFile`)."""
-    import xxhash
-
     h = xxhash.xxh3_64()
     for rel, size, mtime_ns in sorted((f.rel, f.size, f.mtime_ns) for f in files
                                       if str(f.kind) in _FINGERPRINT_KINDS

@@ -4,6 +4,9 @@
   the cycle to run time, the two modules still depend on each other. Imports under
   `if TYPE_CHECKING:` do not count: they never run.
 - No module imports a private name (`_x`) from another: what a module shares is public.
+- Every import inside a function says why it is not at the top of its module, with a
+  `# lazy: <reason>` comment on its line or alone on the line above (a heavy module kept out
+  of `ingest --help`, an optional extra, a decoder only the worker process needs...).
 """
 
 from __future__ import annotations
@@ -128,6 +131,36 @@ def private_imports(found: list[Imported]) -> list[str]:
                   if name.startswith("_") and not (name.startswith("__") and name.endswith("__")))
 
 
+LAZY = "# lazy:"
+
+
+def function_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement inside a function body (at any depth), in source order."""
+    found = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            found.update((id(n), n) for n in _import_nodes(node))
+    return sorted(found.values(), key=lambda n: n.lineno)
+
+
+def unexplained_lazy_imports(known: dict[str, Path], base: Path) -> list[str]:
+    """`path:line module` for each import inside a function that has no `# lazy:` comment on
+    its first line or alone on the line above. `path` is relative to `base`."""
+    out = []
+    for module, path in known.items():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for node in function_imports(ast.parse("\n".join(lines), filename=str(path))):
+            line, above = lines[node.lineno - 1], lines[node.lineno - 2] if node.lineno > 1 else ""
+            if LAZY in line or above.strip().startswith(LAZY):
+                continue
+            if isinstance(node, ast.Import):
+                names = ", ".join(a.name for a in node.names)
+            else:
+                names = _base(module, path.name == "__init__.py", node)
+            out.append(f"{path.relative_to(base).as_posix()}:{node.lineno} {names}")
+    return out
+
+
 def test_no_import_cycles():
     found = imports(modules(ROOT, PACKAGE))
     rings = cycles({(i.module, i.target) for i in found})
@@ -139,6 +172,13 @@ def test_no_private_names_imported_across_modules():
     bad = private_imports(imports(modules(ROOT, PACKAGE)))
     assert not bad, "private names imported from another module (make them public or move " \
         "them):\n" + "\n".join(bad)
+
+
+def test_every_import_in_a_function_says_why():
+    bad = unexplained_lazy_imports(modules(ROOT, PACKAGE), ROOT.parent)
+    assert not bad, "imports inside functions without a `# lazy: <reason>` comment on their " \
+        "line or the line above (move each to the top of its module unless it must wait):\n" + \
+        "\n".join(bad)
 
 
 # the checker itself, on a small made-up package -------------------------------------------
@@ -179,3 +219,22 @@ def test_checker_finds_private_names_wherever_imported(tmp_path):
     })
     assert private_imports(imports(known)) == ["pkg.b (line 4): from pkg.a import _x",
                                                "pkg.b (line 5): from pkg.a import _x"]
+
+
+def test_checker_wants_a_lazy_comment_on_each_import_in_a_function(tmp_path):
+    known = _package(tmp_path, {
+        "__init__.py": "",
+        "a.py": "import os\n"
+                "def f():\n"
+                "    import json  # lazy: a reason\n"
+                "    # lazy: another reason\n"
+                "    from . import b\n"
+                "    import csv  # no reason\n"
+                "    from pkg.b import g\n"
+                "    class C:\n"
+                "        def m(self):\n"
+                "            import zlib\n",
+        "b.py": "def g():\n    pass\n",
+    })
+    assert unexplained_lazy_imports(known, tmp_path) == [
+        "pkg/a.py:6 csv", "pkg/a.py:7 pkg.b", "pkg/a.py:10 zlib"]

@@ -29,15 +29,19 @@ KINDS = ("raw", "jpeg", "heif", "tiff")
 def decoder_for_kind(kind: str) -> str:
     """Decoder name and version for a kind (used for results the worker could not produce)."""
     if kind == "raw":
+        # lazy: a heavy decoder; the parent imports it only to name a failed task's decoder
         from ingest.decode.raw import decoder_name
         return decoder_name()
     if kind == "jpeg":
+        # lazy: a heavy decoder; the parent imports it only to name a failed task's decoder
         from ingest.decode.jpeg import decoder_name
         return decoder_name()
     if kind == "heif":
+        # lazy: a heavy decoder; the parent imports it only to name a failed task's decoder
         from ingest.decode.heif import heif_decoder_name
         return heif_decoder_name()
     if kind == "tiff":
+        # lazy: a heavy decoder; the parent imports it only to name a failed task's decoder
         from ingest.decode.other import tiff_decoder_name
         return tiff_decoder_name()
     return "none"
@@ -124,26 +128,26 @@ def _decode_file(path: str, kind: str, req: dict | None):
 def _decode_bytes(path: str, kind: str, data: bytes, req: dict | None):
     size = int(req["preview"].get("size", 2048)) if req and req.get("preview") else None
     if kind == "raw":
-        from ingest.decode.raw import verify_raw
+        from ingest.decode.raw import verify_raw  # lazy: only in the decode worker process
         dec = verify_raw(path, data, size)
         return dec.result, dec
     if kind == "jpeg":
-        from ingest.decode.jpeg import verify_jpeg
+        from ingest.decode.jpeg import verify_jpeg  # lazy: only in the decode worker process
         dec = verify_jpeg(data, size)
         return dec.result, dec
     if kind == "heif":
-        from ingest.decode.heif import verify_heif
+        from ingest.decode.heif import verify_heif  # lazy: only in the decode worker process
         dec = verify_heif(data)
         return dec.result, dec
     if kind == "tiff":
-        from ingest.decode.other import verify_tiff
+        from ingest.decode.other import verify_tiff  # lazy: only in the decode worker process
         dec = verify_tiff(data)
         return dec.result, dec
     raise ValueError(f"no decoder for kind '{kind}'")
 
 
 def _add_preview(result: dict, holder, req: dict) -> None:
-    from ingest.preview import PreviewRequest
+    from ingest.preview import PreviewRequest  # lazy: only in the decode worker process
     preq = PreviewRequest.from_req(req["preview"], req.get("capture_time"))
     decode = result["decode"]
     with capture_fd2() as captured:
@@ -153,7 +157,7 @@ def _add_preview(result: dict, holder, req: dict) -> None:
 
 
 def _preview(holder, decode: dict, preq) -> tuple[dict | None, str | None]:
-    from ingest import preview as pv
+    from ingest import preview as pv  # lazy: only in the decode worker process
     verdict = decode["verdict"]
     damaged = verdict != "ok"
     if holder is None:
@@ -162,6 +166,7 @@ def _preview(holder, decode: dict, preq) -> tuple[dict | None, str | None]:
         if holder.raw is not None:
             return pv.preview_from_raw(holder.raw, holder.thumb, preq, partial=damaged,
                                        stored_long_edge=holder.thumb_long_edge), None
+        # lazy: only in the decode worker process
         from ingest.decode.raw import embedded_preview_only
         found = embedded_preview_only(holder.data)
         if found is None:

@@ -3,10 +3,16 @@ written to. The offload and both verify runs (local archives, s3://) end here.""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest import __version__
 from ingest.catalog import STATE_DIR
+from ingest.report.html import default_html_path, write_html
+from ingest.report.json_report import dumps, write_json
+from ingest.report.junit import write_junit
+from ingest.report.versions import NOT_RUN, versions
 from ingest.summary import summarize
 
 if TYPE_CHECKING:
@@ -26,8 +32,6 @@ def build_report(command: str, source: str | None, dests: list[Destination],
                  card: CardVerdict | None = None) -> dict:
     """`decoders`: the versions the decode workers reported; None when no worker came up
     (nothing to decode, or they could not start): this process names its own."""
-    from ingest.report.versions import NOT_RUN, versions
-
     seconds = (finished - started).total_seconds()
     return {
         "schema": "ingest-report/1",
@@ -53,11 +57,6 @@ def write_reports(report: dict, roots: list[str], cfg, stores: list | None = Non
     """The reports the user asked for, then a JSON and HTML copy inside each destination:
     `roots` are folders; `stores` object stores (or any `Store`), which get the same files
     through `write_small`."""
-    from pathlib import Path
-
-    from ingest.report.html import default_html_path, write_html
-    from ingest.report.json_report import write_json
-
     previews = [Path(r) / STATE_DIR / PREVIEW_DIR for r in roots]
     # The destinations' own copies first: a path the user gave may sit on a disk that died,
     # and its error must not cost the others.
@@ -75,8 +74,6 @@ def write_reports(report: dict, roots: list[str], cfg, stores: list | None = Non
     if cfg.json_path:
         write_json(report, cfg.json_path)
     if cfg.junit_path:
-        from ingest.report.junit import write_junit
-
         write_junit(report, Path(cfg.junit_path))
     if cfg.html_path:
         write_html(report, Path(cfg.html_path), previews[0] if previews else None)
@@ -87,12 +84,6 @@ def _report_into(store, report: dict, local_previews) -> None:
     folder laid out as the store is (so the page's links to previews hold in the store),
     then written whole. The page reads each preview's size: from the local destination's
     previews when the run had one, else from the store."""
-    import tempfile
-    from pathlib import Path
-
-    from ingest.report.html import default_html_path, write_html
-    from ingest.report.json_report import dumps
-
     with tempfile.TemporaryDirectory(prefix="ingest-report-") as tmp:
         previews = Path(tmp) / STATE_DIR / PREVIEW_DIR
         previews.parent.mkdir(parents=True)

@@ -447,7 +447,7 @@ def _inside(root: Path, rel: str) -> Path | None:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image  # here: a run without previews need not import it
+    from PIL import Image  # lazy: a run without previews need not import PIL
 
     try:
         with Image.open(path) as im:  # reads the header only

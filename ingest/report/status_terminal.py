@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import shlex
 
-from ingest.report.terminal import accepted_line
+from rich.markup import escape
+
+from ingest.report.terminal import EventBar, accepted_line
 
 _SHOWN = 15  # held-back files listed before "… and N more"
 
 
 def render_status(console, report: dict) -> None:
     """`console` is a rich Console; it drops colour by itself for NO_COLOR and non-terminals."""
-    from rich.markup import escape
-
     s = report["summary"]
     console.print()
     style = "bold green" if s["safe_to_format"] else "bold red"
@@ -85,7 +85,5 @@ def _needs(n: int) -> str:
 
 def HashProgress(console):  # noqa: N802 - reads like the class it makes
     """The status command's bar: bytes of the card hashed so far."""
-    from ingest.report.terminal import EventBar
-
     return EventBar(console, "reading card", start="discovered", total_key="bytes",
                     step="file_hashed")

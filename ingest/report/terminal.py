@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shlex
 
+from rich.markup import escape
+
 from ingest.model import ADVICE, CARD_STOPPED, FLAGGED
 
 
@@ -23,8 +25,6 @@ _STYLE = {"verified": "green", "recopied": "green", "duplicate": "cyan",
 
 def render_summary(console, report: dict, next_command: list[str] | None) -> None:
     """`console` is a rich Console; it drops colour by itself for NO_COLOR and non-terminals."""
-    from rich.markup import escape
-
     s = report["summary"]
     secs = report.get("seconds") or 0
     rate = s["bytes"] / secs if secs else 0
@@ -107,7 +107,7 @@ class EventBar:
 
     def __init__(self, console, label: str, *, start: str, total_key: str, step: str,
                  by_bytes: bool = True):
-        from rich.progress import (
+        from rich.progress import (  # lazy: rich.progress only when a bar is drawn
             BarColumn,
             DownloadColumn,
             MofNCompleteColumn,
@@ -115,6 +115,8 @@ class EventBar:
             TimeRemainingColumn,
             TransferSpeedColumn,
         )
+
+        # lazy: rich.progress only when a bar is drawn
         from rich.progress import Progress as RichProgress
 
         amount = (DownloadColumn(), TransferSpeedColumn()) if by_bytes else (MofNCompleteColumn(),)

@@ -17,21 +17,21 @@ def decoder_versions() -> dict[str, str]:
     its decode workers, which have them imported already."""
     out = {}
     try:
-        import rawpy
+        import rawpy  # lazy: a decoder; an offload asks its decode workers instead
 
         out["rawpy"] = rawpy.__version__
         out["libraw"] = ".".join(str(p) for p in rawpy.libraw_version)
     except Exception as e:  # noqa: BLE001
         out["libraw"] = f"unavailable ({e})"
     try:
-        import simplejpeg
+        import simplejpeg  # lazy: a decoder; an offload asks its decode workers instead
 
         out["simplejpeg"] = simplejpeg.__version__
         out["libjpeg"] = "libjpeg-turbo (bundled with simplejpeg)"
     except Exception as e:  # noqa: BLE001
         out["libjpeg"] = f"unavailable ({e})"
     try:
-        import PIL
+        import PIL  # lazy: a decoder; an offload asks its decode workers instead
 
         out["pillow"] = PIL.__version__
     except Exception:  # noqa: BLE001

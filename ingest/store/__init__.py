@@ -18,6 +18,10 @@ from __future__ import annotations
 
 from ingest.preflight import UsageError
 from ingest.store.base import PutResult, ReadOnlyView, Replace, Store
+from ingest.store.generic import FsspecClient
+from ingest.store.local import LocalStore
+from ingest.store.objects import ObjectStore
+from ingest.store.s3 import S3Client
 from ingest.store.urls import is_object_store, redact, require_scheme
 
 __all__ = ["PutResult", "ReadOnlyView", "Replace", "Store", "object_client", "open_store"]
@@ -28,11 +32,7 @@ def open_store(name: str, *, endpoint: str | None = None, clock=None, **options)
     for a scheme ingest cannot use or a missing optional extra. `endpoint` is an S3-compatible
     endpoint; `options` go to the object store (part size, retries, background uploads)."""
     if not is_object_store(name):  # the one place a destination's kind is decided
-        from ingest.store.local import LocalStore
-
         return LocalStore(name, clock=clock)
-    from ingest.store.objects import ObjectStore  # lazy: s3fs/fsspec only when a URL is used
-
     return ObjectStore(object_client(name, endpoint), clock=clock, **options)
 
 
@@ -41,11 +41,7 @@ def object_client(url: str, endpoint: str | None = None):
     multipart uploads), any other fsspec file system through fsspec's generic calls."""
     scheme = require_scheme(url)
     if scheme == "s3":
-        from ingest.store.s3 import S3Client
-
         return S3Client(url, endpoint)
-    from ingest.store.generic import FsspecClient
-
     try:
         return FsspecClient(url)
     except ValueError as e:

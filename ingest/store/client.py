@@ -11,6 +11,8 @@ import socket
 import time
 from dataclasses import dataclass
 
+from ingest.lock import LockedError
+
 STATE = ".ingest"
 CATALOG_KEY = f"{STATE}/catalog.sqlite"
 LOCK_KEY = f"{STATE}/lock"
@@ -79,8 +81,6 @@ class ObjectClient:
         """One writer per prefix. There is no flock on S3: a lock object names its holder,
         and a holder that is gone (same host, dead pid; or older than STALE_LOCK_SECONDS)
         is taken over. Raises LockedError otherwise."""
-        from ingest.lock import LockedError
-
         key = self.loc.key(LOCK_KEY)
         held = self.head(key)
         if held is not None:

@@ -10,6 +10,7 @@ to the final name by a second download (objects.py: copy-then-verify). The file 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 
@@ -45,7 +46,7 @@ class PathLocation:
 
 class FsspecClient(ObjectClient):
     def __init__(self, url: str, fs=None):
-        import fsspec
+        import fsspec  # lazy: optional extra (pip install 'ingest[s3]')
 
         scheme, _, rest = url.partition("://")
         display = "/".join(p for p in rest.split("/") if p)
@@ -122,8 +123,6 @@ class FsspecClient(ObjectClient):
                 whole.update(chunk)
                 out.write(chunk)
                 total += len(chunk)
-        import base64
-
         return Uploaded(total, xx.hexdigest(), base64.b64encode(whole.digest()).decode(),
                         None, 1)
 

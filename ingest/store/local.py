@@ -15,7 +15,14 @@ from datetime import datetime
 from typing import BinaryIO
 
 from ingest import __version__, fsio
-from ingest.catalog import STATE_DIR, Catalog, ReadOnlyCatalog, catalog_path, open_readonly
+from ingest.catalog import (
+    STATE_DIR,
+    Catalog,
+    ReadOnlyCatalog,
+    catalog_path,
+    db_text,
+    open_readonly,
+)
 from ingest.config import utc_now
 from ingest.lock import DestinationLock
 from ingest.mhl import FOLDER as MHL_FOLDER
@@ -96,8 +103,6 @@ class LocalStore:
         """Catalog form of each path -> path on disk. Our own state (.ingest/), ASC MHL
         histories and partials of an unfinished copy are not archive content; the catalog
         form differs only for names that are not UTF-8."""
-        from ingest.catalog import db_text
-
         top = os.path.join(self.root, *under.split("/")) if under else self.root
         found: dict[str, str] = {}
         for dirpath, dirnames, filenames in os.walk(top):

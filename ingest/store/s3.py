@@ -64,14 +64,14 @@ def _b64(digest: bytes) -> str:
 def make_filesystem(endpoint: str | None = None):
     """An s3fs filesystem of its own (not fsspec's shared instance), credentials from
     botocore's chain."""
-    import s3fs
+    import s3fs  # lazy: optional extra (pip install 'ingest[s3]')
 
     client_kwargs = {"endpoint_url": endpoint} if endpoint else {}
     # Downloads are proven by ingest's own xxh3-128 against the card's hash. botocore's
     # optional check of a response against a stored checksum misreads some servers'
     # multipart (composite) values as whole-object ones and fails good objects.
     # botocore before 1.36 has no such setting, and does not validate responses either.
-    import botocore.config
+    import botocore.config  # lazy: optional extra (pip install 'ingest[s3]')
 
     config_kwargs = {"response_checksum_validation": "when_required"}
     try:
@@ -244,7 +244,7 @@ class S3Client(ObjectClient):
     def hash_object(self, key: str, sink=None) -> tuple[str, int]:
         """xxh3-128 of the object as the server returns it now (one streamed GET). `sink`,
         a binary file, receives the bytes too (the decode check reads that copy)."""
-        from fsspec.asyn import sync
+        from fsspec.asyn import sync  # lazy: optional extra (pip install 'ingest[s3]')
 
         body = self.call("get_object", Key=key)["Body"]
         h, total = fsio.new_hasher(), 0
@@ -262,7 +262,7 @@ class S3Client(ObjectClient):
         return h.hexdigest(), total
 
     def read_bytes(self, key: str) -> bytes:
-        from fsspec.asyn import sync
+        from fsspec.asyn import sync  # lazy: optional extra (pip install 'ingest[s3]')
 
         body = self.call("get_object", Key=key)["Body"]
         try:

@@ -46,6 +46,7 @@ def require_scheme(url: str) -> str:
     if importlib.util.find_spec("fsspec") is None:
         raise UsageError(f"{scheme}:// destinations need fsspec, which is not installed: "
                          f"{ENABLE_HINT}")
+    # lazy: optional extra (pip install 'ingest[s3]'); find_spec above said it is there
     from fsspec.registry import known_implementations, registry
 
     if scheme in _NOT_STORES or (scheme not in known_implementations

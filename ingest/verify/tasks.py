@@ -19,7 +19,8 @@ from typing import Protocol
 from ingest.catalog import Row
 from ingest.fsio import FileIO
 from ingest.model import Status
-from ingest.store import Store
+from ingest.store import Store, open_store
+from ingest.verify import check
 from ingest.verify.check import HashCheck
 
 # A decode request (`check.decode_request`) -> a decode pool result (the dict
@@ -89,8 +90,6 @@ def read_for_check(store: Store, rel: str, row: Row, io: FileIO, keep: bool,
     """Re-read one archived file past every cache and compare it with its catalog row. With
     `keep`, an object store's bytes are kept in a download under `tmp` for the decoder. Never
     raises: a failure is a status."""
-    from ingest.verify import check
-
     path = store.local_path(rel)
     if path is not None:
         try:
@@ -132,9 +131,6 @@ def _discarded(local: str | None, hc: HashCheck) -> Read:
 def check_file(task: CheckTask, decoder: Decoder | None) -> CheckResult:
     """One file's whole check where the task runs (a Dask worker): re-read and hash it past
     every cache, and decode-check it with `decoder` when the hash matches. Never raises."""
-    from ingest.store import open_store
-    from ingest.verify import check
-
     try:
         store = open_store(task.archive, endpoint=task.endpoint, background=False)
     except Exception as e:  # noqa: BLE001 - a per-file failure is a status, not a crash
