@@ -28,6 +28,8 @@ from ingest import __version__
 from ingest.catalog import CATALOG_NAME, STATE_DIR
 from ingest.fsio import unreachable
 from ingest.kinds import classify
+from ingest.mhl import FOLDER as MHL_FOLDER
+from ingest.mhl import MhlEntry, add_generation, read_history, representable
 from ingest.model import FLAGGED_VERIFY, Copy, FileRecord, Status
 from ingest.power import battery_stop_reason, lower_priority
 from ingest.preflight import UsageError, check_catalogued
@@ -89,6 +91,7 @@ def open_archives(cfg: VerifyConfig) -> list[Store]:
 def verify(cfg: VerifyConfig) -> VerifyResult:
     dask = cfg.backend == "dask" or cfg.scheduler
     if dask:
+        # lazy: optional extra (pip install 'ingest[cluster]')
         from ingest.verify.dask_backend import require_cluster
 
         require_cluster()  # before any lock or catalog is touched
@@ -224,6 +227,7 @@ class VerifyRun:
         self.previews = {s.url: set(s.contents(f"{STATE_DIR}/{PREVIEW_DIR}").values())
                          for s in self.archives}
         if cfg.backend == "dask" or cfg.scheduler:
+            # lazy: optional extra (pip install 'ingest[cluster]')
             from ingest.verify.dask_backend import DaskBackend
 
             backend = DaskBackend(cfg)
@@ -441,7 +445,8 @@ class LocalChecks:
         if self.pool is None:
             # Started only when the first image needs it: a --no-decode run or a folder of
             # videos spawns no workers.
-            from ingest.decode.pool import DecodePool  # lazy: the decoders are heavy
+            # lazy: loky and psutil only when the first image needs decoding
+            from ingest.decode.pool import DecodePool
 
             self.pool = DecodePool(self.cfg.jobs, timeout=self.cfg.decode_timeout)
         self.reads[task.key] = (task, read)
@@ -561,9 +566,6 @@ def _add_mhl_generations(archives: list[Store], facts: list[Fact], now) -> None:
     """One in-place generation per archive. Only paths an earlier generation recorded get an
     entry: ascmhl takes `verified`/`failed` on an unknown path for a new file. The action is
     judged against the history's own xxh128, as `ascmhl verify` would judge it."""
-    from ingest.mhl import FOLDER as MHL_FOLDER
-    from ingest.mhl import MhlEntry, add_generation, read_history, representable
-
     for a in archives:
         if a.dead or not any(f.root == a.url for f in facts):
             continue
