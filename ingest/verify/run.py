@@ -191,9 +191,7 @@ class _Run:
 
     def check_all(self, due: list[Item]) -> None:
         if self.cfg.backend == "dask" or self.cfg.scheduler:
-            from ingest.verify import dask_backend
-
-            dask_backend.check_all(self, due)
+            self._check_on_dask(due)
             return
         for i, item in enumerate(due):
             if self.stop_before(due, i):
@@ -201,6 +199,44 @@ class _Run:
             self._check_one(item)
             self._collect(block=False)
         self._collect(block=True)
+
+    def _check_on_dask(self, due: list[Item]) -> None:
+        """Hook-up of `DaskBackend` until the run drives any `CheckBackend`: results applied
+        as `_check_one`/`_collect` apply them; on a lost cluster, what it did not answer is
+        not checked (skipped with the reason, first in the next run)."""
+        from ingest.verify.dask_backend import DaskBackend
+        from ingest.verify.tasks import BackendLost, CheckTask
+
+        sent: dict[int, tuple[FileRecord, Item]] = {}
+
+        def tasks():
+            for i, item in enumerate(due):
+                if self.stop_before(due, i):  # asked only when the backend has room
+                    return
+                rec = check.new_record(item.root, item.rel, item.row)
+                self.records.append(rec)  # in send order; filled in when it comes back
+                sent[i] = (rec, item)
+                self.emit("file_start", root=item.root, path=item.rel, size=item.row.size)
+                yield CheckTask(i, item.root, item.rel, item.row,
+                                self.cfg.decode and check.wants_decode(item.row), self.cfg.io)
+
+        with DaskBackend(self.cfg) as backend:
+            try:
+                for res in backend.results(tasks()):
+                    rec, item = sent.pop(res.key)
+                    hc = res.hash
+                    self.bytes_read += hc.bytes_read
+                    rec.status, rec.detail = hc.status, hc.detail
+                    rec.seconds = round(hc.seconds, 6)
+                    if res.decode is not None:
+                        check.apply_decode(rec, res.decode)
+                    self._finish(_Pending(rec, item, hc))
+            except BackendLost as e:
+                lost = {id(rec) for rec, _ in sent.values()}
+                self.records[:] = [r for r in self.records if id(r) not in lost]
+                self.not_started = [item for _, item in sent.values()] + self.not_started
+                self.stop_reason = str(e)
+                self.emit("stopped", reason=str(e), remaining=len(self.not_started))
 
     def stop_before(self, due: list, i: int) -> bool:
         """True when a budget or the battery says stop before `due[i]`; records what is left."""
