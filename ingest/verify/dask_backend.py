@@ -29,10 +29,11 @@ Where the decode runs depends on the worker:
   - a decoder that hangs cannot be stopped inside a process. The task stops waiting after
     the decode timeout and reports "timeout"; this process then has the worker restarted
     (`Client.restart_workers`: its nanny starts a fresh one; a worker without a nanny is
-    closed), since the hung thread keeps fd 2 and the decode lock. Until then a decode sent
-    to that worker asks Dask to place it elsewhere. A decoder that hangs holding the GIL
-    freezes the whole worker: the scheduler drops it after `distributed.scheduler.worker-ttl`
-    and the task ends as a crash, as above;
+    closed), since the hung thread keeps fd 2 and the decode lock. A decode sent to that
+    worker meanwhile waits for the lock, and Dask moves it elsewhere when the worker goes (or,
+    should it stay, it too gets "timeout" at the decode timeout). A decoder that hangs holding
+    the GIL freezes the whole worker: the scheduler drops it after
+    `distributed.scheduler.worker-ttl` and the task ends as a crash, as above;
   - the decode environment `WORKER_ENV` (one OpenMP/BLAS thread) is put into the worker's
     environment before its first decode. Libraries read it when they load, so it does not
     reach a decoder library that an earlier task had already loaded in that worker. A nanny
@@ -260,6 +261,8 @@ _hung: str | None = None  # set once a decode hung here: this process decodes no
 
 
 def _use_decode_environment() -> None:
+    """`WORKER_ENV` for the decoders of this process: OpenMP and BLAS read it when they load,
+    so it is set before the first decode imports them (later it changes nothing)."""
     global _env_set
     if not _env_set:
         os.environ.update(WORKER_ENV)
@@ -275,21 +278,23 @@ def _decode_on_worker(req: dict, timeout: float) -> tuple[dict, str | None]:
 
     worker = get_worker()
     plugin = worker.plugins.get(PLUGIN_NAME)
+    # A daemon may not start the pool's process; the plugin is registered on every worker.
     if plugin is not None and not multiprocessing.current_process().daemon:
         return plugin.decode(req), None
     return _decode_here(req, timeout, worker.address)
 
 
 def _decode_here(req: dict, timeout: float, address: str) -> tuple[dict, str | None]:
-    from distributed import Reschedule
-
     from ingest.decode.task import run_task
 
     global _hung
-    while not _decode_lock.acquire(timeout=0.5):
-        if _hung:
-            # The lock stays with the hung decode: elsewhere, while this worker is replaced.
-            raise Reschedule()
+    started = time.monotonic()
+    if not _decode_lock.acquire(timeout=timeout):
+        # Only a hung decode holds it this long; its worker is being replaced, which takes
+        # this task elsewhere. Should that not happen, this file is not left waiting forever.
+        return failed_result(req, TIMEOUT, f"decoder timed out after {timeout:g} s (a decoder "
+                             f"hung before it in the same Dask worker, on {_hung})",
+                             time.monotonic() - started), address
     box: list[dict] = []
     started = time.monotonic()
     thread = threading.Thread(target=lambda: box.append(run_task(req)), daemon=True,
@@ -303,6 +308,7 @@ def _decode_here(req: dict, timeout: float, address: str) -> tuple[dict, str | N
             _decode_lock.release()
     elapsed = time.monotonic() - started
     if thread.is_alive():
+        # The thread keeps the lock and fd 2: no other decode may run in this process.
         _hung = req["path"]
         return failed_result(req, TIMEOUT, f"decoder timed out after {timeout:g} s",
                              elapsed), address
