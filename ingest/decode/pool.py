@@ -47,6 +47,7 @@ from loky.process_executor import (
 
 from ingest.decode import CRASHED, TIMEOUT, check, outcome
 from ingest.decode.task import decoder_for_kind, run_task
+from ingest.report.versions import decoder_versions
 
 WORKER_ENV = {
     "OMP_NUM_THREADS": "1",
@@ -83,10 +84,9 @@ def _warm_up() -> dict[str, str]:
     """First call in a new worker: import the decoders, so that no task's clock pays for
     process start-up and imports, and name their versions for the report (the parent need
     not import them just for that). The short sleep lets each worker take one warm-up."""
-    import ingest.decode.jpeg  # noqa: F401
-    import ingest.decode.raw  # noqa: F401
-    import ingest.preview  # noqa: F401
-    from ingest.report.versions import decoder_versions
+    import ingest.decode.jpeg  # noqa: F401  # lazy: only in the decode worker process
+    import ingest.decode.raw  # noqa: F401  # lazy: only in the decode worker process
+    import ingest.preview  # noqa: F401  # lazy: only in the decode worker process
 
     time.sleep(0.05)
     return decoder_versions()
@@ -220,7 +220,7 @@ class DecodePool:
         self._suspects.clear()
         self._backlog.clear()
         self._kill_executor()
-        self._finished += [(k, _failed(r, CRASHED, error, 0.0)) for k, r in tasks]
+        self._finished += [(k, failed_result(r, CRASHED, error, 0.0)) for k, r in tasks]
 
     def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.jobs, timeout=IDLE_WORKER_SECONDS,
@@ -279,7 +279,7 @@ class DecodePool:
             except Exception as exc:  # noqa: BLE001 - broken or shut down: start afresh once
                 self._kill_executor()
                 if attempt:
-                    self._finished.append((key, _failed(
+                    self._finished.append((key, failed_result(
                         req, CRASHED, f"decoder crashed (could not start a worker: {exc})", 0.0)))
                 continue
             self._running[future] = (key, req, time.monotonic(), isolated)
@@ -311,8 +311,8 @@ class DecodePool:
         self._kill_executor()
         if len(victims) == 1:
             _future, (key, req, started, _iso) = victims[0]
-            self._finished.append((key, _failed(req, CRASHED, f"decoder crashed ({reason})",
-                                                time.monotonic() - started)))
+            self._finished.append((key, failed_result(
+                req, CRASHED, f"decoder crashed ({reason})", time.monotonic() - started)))
             return
         # Every running task failed alike; only re-running them alone tells which one it was.
         for _future, (key, req, _started, _iso) in victims:
@@ -327,7 +327,7 @@ class DecodePool:
         others = [(k, r) for f, (k, r, _s, _i) in self._running.items() if f not in late]
         for future in late:
             key, req, started, _iso = self._running[future]
-            self._finished.append((key, _failed(
+            self._finished.append((key, failed_result(
                 req, TIMEOUT, f"decoder timed out after {self.timeout:g} s", now - started)))
         self._running.clear()
         self._kill_executor()
@@ -340,8 +340,8 @@ def _result(future: Future, req: dict, started: float) -> dict:
     exc = future.exception()
     if exc is None:
         return future.result()
-    return _failed(req, CRASHED, f"decoder crashed ({type(exc).__name__}: {exc})",
-                   time.monotonic() - started)
+    return failed_result(req, CRASHED, f"decoder crashed ({type(exc).__name__}: {exc})",
+                         time.monotonic() - started)
 
 
 def _died(future: Future) -> bool:
@@ -357,7 +357,10 @@ def _crash_reason(exc: BaseException | None) -> str:
     return "worker process died: " + text.splitlines()[0][:200]
 
 
-def _failed(req: dict, verdict: str, error: str, seconds: float) -> dict:
+def failed_result(req: dict, verdict: str, error: str, seconds: float) -> dict:
+    """The result of a task whose decoder could not give one (`verdict` CRASHED or TIMEOUT),
+    shaped as `run_task`'s: any runner of decode tasks (this pool, a Dask backend) reports
+    such a file alike."""
     kind = req.get("kind", "")
     try:
         name = decoder_for_kind(kind)
