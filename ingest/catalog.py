@@ -493,6 +493,14 @@ class Catalog(_Reader):
             self.db.execute("INSERT OR REPLACE INTO verify_state(file_id, at, result) "
                             "VALUES(?,?,?)", (file_id, at, result))
 
+    def add_object(self, *, etag: str | None, checksum: str | None, **row) -> int:
+        """One file an object store took, with what the store said about its object (ETag,
+        checksum), in one transaction: the two rows never part. `row` as for `add`."""
+        with self.db:
+            file_id = self._insert(**row)
+            self.record_object(row["path"], row["size"], etag, checksum, row["now"])
+        return file_id
+
     def record_object(self, path: str, size: int, etag: str | None, checksum: str | None,
                       now: str) -> None:
         """What an object store said about the object it took at `path` (an s3://

@@ -309,23 +309,30 @@ def _open_remote(url: str, cfg: OffloadConfig, session: str, source: str, volume
 
 
 def _fill_object_store(remote, records: list[FileRecord], finished) -> None:
-    """What a local destination gets beside the copies: the previews of the files uploaded in
-    this run (from the local copy's previews folder) and one ASC MHL generation. A failure
-    here costs neither the copies nor the run: it is the destination's error in the report."""
+    """What a folder destination gets beside its copies, an object store gets here: the
+    previews of the files uploaded in this run (from a local copy's previews folder, a few
+    at a time: on a remote store latency bounds each one) and one ASC MHL generation. A
+    failure here costs neither the copies nor the run: it is the destination's error in the
+    report."""
+    previews: list[tuple[str, str]] = []  # (local preview, name in the store)
+    for rec in records:
+        up = next((c for c in rec.copies if c.destination == remote.url and c.verified
+                   and c.action == "copied"), None)
+        if up is None or not rec.preview:
+            continue
+        local = (os.path.join(c.destination, STATE_DIR, PREVIEW_DIR, rec.preview)
+                 for c in rec.copies if c.verified and c.destination != remote.url)
+        path = next((p for p in local if _nonempty(p)), None)
+        if path:
+            previews.append((path, f"{STATE_DIR}/{PREVIEW_DIR}/{up.path}.jpg"))
+
+    def upload(item: tuple[str, str]) -> None:
+        with open(item[0], "rb") as f:
+            remote.write_small(item[1], f.read())
+
     try:
-        for rec in records:
-            up = next((c for c in rec.copies if c.destination == remote.url and c.verified
-                       and c.action == "copied"), None)
-            if up is None or not rec.preview:
-                continue
-            for c in rec.copies:
-                if c.verified and c.destination != remote.url:
-                    path = os.path.join(c.destination, STATE_DIR, PREVIEW_DIR, rec.preview)
-                    if _nonempty(path):
-                        with open(path, "rb") as f:
-                            remote.write_small(f"{STATE_DIR}/{PREVIEW_DIR}/{up.path}.jpg",
-                                               f.read())
-                        break
+        with ThreadPoolExecutor(PREVIEW_UPLOADS, "preview-upload") as pool:
+            list(pool.map(upload, previews))
         copies = [(r, c) for r in records for c in r.copies
                   if c.destination == remote.url and c.verified and representable(c.path)]
         if not copies:
@@ -468,6 +475,8 @@ class _Run:
 # Files whose copies are being proven while the next ones are copied. Bounded so that a crash
 # leaves little unrecorded work and memory stays flat.
 VERIFIER_THREADS = 4
+# Previews sent to an object store at once, at the end of an offload.
+PREVIEW_UPLOADS = 4
 # Card files whose reading the kernel is asked to start before the copy thread gets to them.
 PREFETCH_FILES = 2
 WINDOW_FILES = 32

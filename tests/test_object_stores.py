@@ -303,3 +303,93 @@ def test_an_unknown_scheme_or_a_missing_package_is_one_line(tmp_path, card):
     assert out.output.strip() == ("ingest: destination nosuch://bucket/x: nosuch:// is not an "
                                   "object store ingest can use (s3://BUCKET/PREFIX, or another "
                                   "fsspec file system)")
+
+
+def test_a_repair_that_fails_leaves_the_store_as_it_was_and_keeps_nothing(card, tmp_path,
+                                                                          monkeypatch):
+    """Every upload of the repair fails (a store refusing writes): the damaged object stays
+    at its name, nothing is put in the quarantine, and the record says nothing changed."""
+    import fsspec
+
+    from ingest.store.generic import FsspecClient
+
+    fs = fsspec.filesystem("memory")
+    name = f"photos-{uuid.uuid4().hex[:10]}"
+    fs.mkdir(f"/{name}")
+    target = Target(f"memory://{name}/archive", None, fs, f"/{name}/archive")
+    disk = tmp_path / "disk"
+    result = offload(card, disk, target, decode=False)
+    victim = result.records[0].copies[-1].path
+    damaged = flip(target.read(victim))
+    target.write(victim, damaged)
+
+    def refused(self, local_path, key):
+        raise PermissionError(13, "write refused by the store")
+
+    monkeypatch.setattr(FsspecClient, "upload", refused)
+    code, report, output = verify_cli(target.url, str(disk), "--repair", "--no-decode",
+                                      str(tmp_path / "v.json"), endpoint=None)
+    assert code == 1, output
+    (rec,) = [f for f in report["files"]
+              if f["path"] == victim and f["copies"][0]["destination"] == target.url]
+    assert rec["status"] == "corrupt"
+    assert "could not restore" in rec["detail"] and "nothing was changed" in rec["detail"]
+    assert rec["copies"][0]["quarantined"] is None
+    assert target.read(victim) == damaged
+    assert not [k for k in target.keys() if k.startswith(".ingest/quarantine/")]
+    fs.rm(f"/{name}", recursive=True)
+
+
+def test_a_bucket_that_stops_answering_mid_verify_is_not_checked_not_corrupt(card, tmp_path,
+                                                                             monkeypatch):
+    """The S3 endpoint goes away while verify downloads: the files after it are "not
+    checked" and the bucket is named as the archive that stopped, as for an unplugged disk;
+    no file is called corrupt, and the run still ends with its report."""
+    if not HAVE_S3:
+        pytest.skip("s3fs or moto is not installed (pip install 'ingest[s3]' 'moto[server]')")
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    from ingest.store.s3 import make_filesystem
+    from ingest.verify import VerifyConfig
+    from ingest.verify.run import verify
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    make_filesystem(endpoint).call_s3("create_bucket", Bucket="going")
+    url = "s3://going/archive"
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    api.offload(str(card), [str(disk), url], jobs=2, decode=False, s3_endpoint=endpoint)
+    checked = []
+
+    def progress(event, **info):
+        if event == "file_checked" and info["root"] == url:
+            checked.append(info["path"])
+            if len(checked) == 3:
+                server.stop()
+
+    try:
+        result = verify(VerifyConfig([url, str(disk)], jobs=1, decode=False,
+                                     s3_endpoint=endpoint, progress=progress))
+    finally:
+        server.stop()
+    bucket = [r for r in result.records if r.copies[0].destination == url]
+    statuses = {str(r.status) for r in bucket}
+    assert "corrupt" not in statuses and "missing" not in statuses, statuses
+    assert statuses == {"verified", "skipped"}
+    assert sum(r.status is Status.VERIFIED for r in bucket) == 3
+    assert all("not checked: the archive stopped responding" in r.detail
+               for r in bucket if r.status is Status.SKIPPED)
+    (entry,) = [d for d in result.report["destinations"] if d["root"] == url]
+    assert "stopped responding" in entry["error"]
+    assert result.exit_code == 1
+    disk_records = [r for r in result.records if r.copies[0].destination == str(disk)]
+    assert {str(r.status) for r in disk_records} == {"verified"}  # the disk was checked

@@ -45,6 +45,10 @@ class Store(Protocol):
 
     def open_readonly(self) -> ReadOnlyView: ...
 
+    def unreachable(self) -> str | None:
+        """After a read failed: why the whole store cannot be reached now, in plain words,
+        or None (the failure was about that one file: a finding)."""
+
     def close(self) -> None: ...
 
     def contents(self, under: str = "") -> dict[str, str]:

@@ -61,8 +61,13 @@ class ObjectClient:
         """Replace `key` with a local file so that a reader sees the old object or the new
         one, never a part: upload beside it, copy over it, remove the upload."""
         partial = self.loc.key(f"{PARTIALS}{token}-{os.path.basename(key)}")
-        self.upload(local_path, partial)
+        up = self.upload(local_path, partial)
         try:
+            # Read back before it replaces the old one: a catalog damaged on the way would
+            # cost the next run its knowledge of what is archived.
+            if self.hash_object(partial) != (up.xxh3_128, up.size):
+                raise OSError(f"the upload of {os.path.basename(key)} did not read back as "
+                              "it was sent; the old one is kept")
             self.copy(partial, key, os.path.getsize(local_path))
         finally:
             self.delete(partial)

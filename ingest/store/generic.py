@@ -88,6 +88,7 @@ class FsspecClient(ObjectClient):
                              f"{redact(str(e) or type(e).__name__)}") from None
 
     def head(self, key: str) -> dict | None:
+        self.fs.invalidate_cache(key)  # ask the store, not a listing taken earlier
         try:
             info = self.fs.info(key)
         except FileNotFoundError:
@@ -105,6 +106,7 @@ class FsspecClient(ObjectClient):
 
     def list(self, under: str = "") -> dict[str, int]:
         """{key: size} of every file below the folder key `under`."""
+        self.fs.invalidate_cache()
         try:
             found = self.fs.find(under.rstrip("/"), detail=True)
         except FileNotFoundError:
@@ -150,6 +152,7 @@ class FsspecClient(ObjectClient):
         """xxh3-128 of the file as the store returns it now: fsspec's read-ahead cache is
         turned off so every byte comes from the store."""
         h, total = fsio.new_hasher(), 0
+        self.fs.invalidate_cache(key)  # the size the open trusts comes from the store too
         with self.fs.open(key, "rb", block_size=fsio.CHUNK, cache_type="none") as f:
             while chunk := f.read(fsio.CHUNK):
                 h.update(chunk)

@@ -83,6 +83,11 @@ class LocalStore:
             raise
         return self
 
+    def unreachable(self) -> str | None:
+        """After a read failed: why the whole folder cannot be reached now (unmounted, a
+        dead disk, a dropped share, another disk under the same mount point), or None."""
+        return fsio.unreachable(self.root, self.device)
+
     def open_readonly(self) -> ReadOnlyCatalog:
         try:
             return open_readonly(catalog_path(self.root))

@@ -383,9 +383,11 @@ class ObjectStore:
                 return final, True, None
         raise OSError(errno.EEXIST, f"no free name for {name} in {self.root}")
 
-    def _upload_proven(self, local_path: str, final: str, digest: str,
-                       size: int) -> tuple[str | None, str | None]:
-        """Steps 1-4 of the module doc. Returns (ETag, server checksum) of the final object."""
+    def _upload_proven(self, local_path: str, final: str, digest: str, size: int,
+                       before_final: Callable[[], None] | None = None
+                       ) -> tuple[str | None, str | None]:
+        """Steps 1-4 of the module doc. Returns (ETag, server checksum) of the final object.
+        `before_final` runs once the partial is proven, just before the copy to `final`."""
         store = self.client
         base = os.path.basename(final)[:100]
         partial = store.loc.key(f"{PARTIALS}{self.session}-{next(self._seq)}-{base}")
@@ -407,6 +409,8 @@ class ObjectStore:
             if back != digest or nbytes != size:
                 raise _Failed(f"the uploaded object did not match the card when downloaded "
                               f"again ({nbytes} of {size} bytes)")
+            if before_final is not None:
+                before_final()
             landed = store.copy(partial, final_key, size)
             got = checksum_of(landed)
             if not (sent and got and got.algorithm == sent.algorithm):
@@ -438,15 +442,12 @@ class ObjectStore:
 
     def _add_row(self, path: str, digest: str, size: int, mtime_ns: int, row: dict,
                  etag: str | None, checksum: str | None) -> None:
-        now = self.clock().isoformat()
-        with self.catalog.db:
-            self.catalog._insert(
-                path=path, size=size, mtime_ns=mtime_ns, digest=digest,
-                kind=row.get("kind") or "other", capture_time=row.get("capture_time"),
-                make=row.get("make"), model=row.get("model"),
-                source_volume=row.get("source_volume"), source_path=row.get("source_path"),
-                session_id=self.session, status="copied", now=now)
-            self.catalog.record_object(path, size, etag, checksum, now)
+        self.catalog.add_object(
+            etag=etag, checksum=checksum, path=path, size=size, mtime_ns=mtime_ns,
+            digest=digest, kind=row.get("kind") or "other", capture_time=row.get("capture_time"),
+            make=row.get("make"), model=row.get("model"),
+            source_volume=row.get("source_volume"), source_path=row.get("source_path"),
+            session_id=self.session, status="copied", now=self.clock().isoformat())
         self._since_checkpoint += 1
         if self._since_checkpoint >= CHECKPOINT_ROWS:
             try:
@@ -476,6 +477,12 @@ class ObjectStore:
         return store_device_id(self.client.device)
 
     def contents(self, under: str = "") -> dict[str, str]:
+        try:
+            return self._contents(under)
+        except Exception as e:  # noqa: BLE001 - the client's errors, as OSError, redacted
+            raise OSError(self._why(e)) from None
+
+    def _contents(self, under: str) -> dict[str, str]:
         loc = self.client.loc
         if under:
             base = f"{under.strip('/')}/"
@@ -516,29 +523,43 @@ class ObjectStore:
 
     def _restore(self, local_path: str, rel: str, digest: str, size: int, mtime_ns: int,
                  why: Replace) -> PutResult:
-        """`verify --repair` into this store: exactly `rel` gets the proven bytes; what the
-        name held is copied into the quarantine first (its bytes may be someone's edit)."""
-        store, kept = self.client, None
-        try:
+        """`verify --repair` into this store: exactly `rel` gets the proven bytes. What the
+        name held is copied into the quarantine (its bytes may be someone's edit) only once
+        the upload is proven, just before the copy over it: a restore that fails earlier
+        leaves the store as it was and keeps nothing."""
+        store = self.client
+        kept: list[str] = []
+
+        def keep_old() -> None:
             head = store.head(store.loc.key(rel))
-            if head is not None:
-                kept = f"{STATE}/quarantine/{why.session}/{rel}"
-                store.copy(store.loc.key(rel), store.loc.key(kept),
-                           int(head["ContentLength"]))
-                store.put_bytes_atomic(
-                    f"{why.reason}\n".encode(), store.loc.key(kept + ".why.txt"),
-                    f"{why.session}-why")
-            etag, checksum = self._upload_proven(local_path, rel, digest, size)
+            if head is None:
+                return  # a missing file: nothing to keep
+            where = f"{STATE}/quarantine/{why.session}/{rel}"
+            store.copy(store.loc.key(rel), store.loc.key(where), int(head["ContentLength"]))
+            kept.append(where)
+            store.put_bytes_atomic(f"{why.reason}\n".encode(),
+                                   store.loc.key(where + ".why.txt"), f"{why.session}-why")
+
+        try:
+            etag, checksum = self._upload_proven(local_path, rel, digest, size, keep_old)
         except _Failed as e:
-            return PutResult(False, str(e), "", "failed", kept)
+            return self._not_restored(str(e), kept)
         except Exception as e:  # noqa: BLE001 - a per-file failure is a status
-            return PutResult(False, self._why(e), "", "failed", kept)
+            return self._not_restored(self._why(e), kept)
         if self.catalog is not None:
             with self.catalog.db:
                 self.catalog.record_object(rel, size, etag, checksum, self.clock().isoformat())
         self.files += 1
         self.bytes += size
-        return PutResult(True, "", rel, "copied", kept)
+        return PutResult(True, "", rel, "copied", kept[0] if kept else None)
+
+    @staticmethod
+    def _not_restored(error: str, kept: list[str]) -> PutResult:
+        if not kept:
+            return PutResult(False, f"could not restore: {error}; nothing was changed", "",
+                             "failed")
+        return PutResult(False, f"could not restore: {error}; the object it would replace is "
+                         f"kept at {kept[0]}", "", "failed", kept[0])
 
     def write_small(self, rel: str, data: bytes) -> None:
         """Beside the old one, then copied over it; OSError with a redacted text."""
@@ -553,6 +574,17 @@ class ObjectStore:
             return self.client.read_bytes(self.client.loc.key(rel))
         except FileNotFoundError:
             return None
+        except Exception as e:  # noqa: BLE001 - the client's errors, as OSError, redacted
+            raise OSError(self._why(e)) from None
+
+    def unreachable(self) -> str | None:
+        """After a read failed: why the whole store cannot be reached now, or None (then the
+        failure is about that object alone, a finding)."""
+        try:
+            self.client.check_access()
+        except UsageError as e:
+            return str(e)
+        return None
 
     @contextmanager
     def folder(self, rel: str) -> Iterator[str]:

@@ -50,9 +50,49 @@ class GoodCopy:
 # --- finding a good copy -------------------------------------------------------------------
 
 
+class Lookups:
+    """The sibling catalogs one verify run reads while it looks for good copies: each opened
+    once (an object store's is a download) and closed with `close`."""
+
+    def __init__(self) -> None:
+        self._views: dict[str, object | None] = {}
+
+    def paths_by_hash(self, store: Store, digest: str) -> list[str]:
+        """From the catalog the run holds open, else read-only: a sibling archive is not ours
+        to lock or change."""
+        if store.catalog is not None:
+            return [r.path for r in store.catalog.by_hash(digest)]
+        if store.url not in self._views:
+            self._views[store.url] = _open_view(store)
+        view = self._views[store.url]
+        if view is None:
+            return []
+        try:
+            return [r.path for r in view.by_hash(digest)]
+        except Exception:  # noqa: BLE001 - unreadable now: the same path only
+            return []
+
+    def close(self) -> None:
+        for view in self._views.values():
+            if view is not None:
+                view.close()
+        self._views.clear()
+
+
+def _open_view(store: Store):
+    try:
+        if store.remote:
+            return store.open_readonly()
+        # One a newer ingest wrote is still read: each path found here is only a candidate,
+        # re-hashed before it is used.
+        return open_readonly(catalog_path(store.url), timeout=5, allow_newer=True)
+    except Exception:  # noqa: BLE001 - no catalog there, or unreadable: the same path only
+        return None
+
+
 def find_good_copy(row: Row, rel: str, stores: Sequence[Store], io: fsio.FileIO,
-                   own: Store | None = None,
-                   tmp: str | None = None) -> tuple[GoodCopy | None, list[str]]:
+                   own: Store | None = None, tmp: str | None = None,
+                   lookups: Lookups | None = None) -> tuple[GoodCopy | None, list[str]]:
     """The first copy in `stores` whose bytes hash to `row`'s original hash now.
 
     `own` is the archive that holds the damaged `rel`: there only its other copies of the
@@ -61,80 +101,73 @@ def find_good_copy(row: Row, rel: str, stores: Sequence[Store], io: fsio.FileIO,
     reads the very bytes that were proven.
     Returns (copy or None, one note per store that was looked at and why it did not serve).
     """
+    lookups = lookups or Lookups()
     notes: list[str] = []
     for store in stores:
         if not store.remote and not os.path.isdir(store.url):
             notes.append(f"{store.url}: not mounted")
             continue
-        candidates = _candidates(store, rel, row.xxh3_128)
+        candidates = _candidates(store, rel, row.xxh3_128, lookups)
         if store is own:
             candidates = [c for c in candidates if c != rel]
             if not candidates:
                 continue  # the damaged file itself is not worth a note
-        seen = False
+        seen, unread = False, ""
         for candidate in candidates:
-            if store.size(candidate) != row.size:
-                seen = seen or store.size(candidate) is not None
+            size = store.size(candidate)
+            if size != row.size:
+                seen = seen or size is not None
                 continue
-            good = _prove(store, candidate, row.xxh3_128, io, tmp)
-            seen = True
+            good, why = _prove(store, candidate, row.xxh3_128, io, tmp)
             if good is not None:
                 return good, notes
-        notes.append(f"{store.url}: "
-                     f"{'its copy differs from the original too' if seen else 'no copy'}")
+            if why:
+                unread = unread or why
+            else:
+                seen = True
+        if seen:
+            notes.append(f"{store.url}: its copy differs from the original too")
+        elif unread:
+            notes.append(f"{store.url}: its copy could not be read ({unread})")
+        else:
+            notes.append(f"{store.url}: no copy")
     return None, notes
 
 
 def _prove(store: Store, rel: str, digest: str, io: fsio.FileIO,
-           tmp: str | None) -> GoodCopy | None:
+           tmp: str | None) -> tuple[GoodCopy | None, str | None]:
+    """(the good copy, None), (None, None) when its bytes differ, or (None, why) when they
+    could not be read: a copy that could not be read is not called different."""
     path = store.local_path(rel)
     if path is not None:
         try:
             ok = fsio.uncached_hash(path, io)[0] == digest
-        except OSError:
-            return None
-        return GoodCopy(store, rel, path, False) if ok else None
-    fd, local = tempfile.mkstemp(prefix="ingest-good-", dir=tmp)
+        except OSError as e:
+            return None, e.strerror or str(e)
+        return (GoodCopy(store, rel, path, False), None) if ok else (None, None)
+    try:
+        fd, local = tempfile.mkstemp(prefix="ingest-good-", dir=tmp)
+    except OSError as e:
+        return None, f"no room for a download: {e.strerror or e}"
     good = GoodCopy(store, rel, local, True)
     try:
         with os.fdopen(fd, "wb") as sink:
             ok = store.read_hash(rel, io, sink)[0] == digest
-    except OSError:
-        ok = False
+    except OSError as e:
+        good.discard()
+        return None, e.strerror or str(e)
     if not ok:
         good.discard()
-        return None
-    return good
+        return None, None
+    return good, None
 
 
-def _candidates(store: Store, rel: str, digest: str) -> list[str]:
+def _candidates(store: Store, rel: str, digest: str, lookups: Lookups) -> list[str]:
     """The same path first (the usual case: same layout), then wherever that archive's own
     catalog holds the same content (a name suffixed differently, another layout)."""
     found = [rel]
-    for path in _paths_by_hash(store, digest):
+    for path in lookups.paths_by_hash(store, digest):
         on_disk = disk_path(path)
         if on_disk not in found:
             found.append(on_disk)
     return found
-
-
-def _paths_by_hash(store: Store, digest: str) -> list[str]:
-    """From the catalog the run holds open, else read-only: a sibling archive is not ours to
-    lock or change."""
-    if store.catalog is not None:
-        return [r.path for r in store.catalog.by_hash(digest)]
-    try:
-        if store.remote:
-            view = store.open_readonly()
-        else:
-            # One a newer ingest wrote is still read: each path found here is only a
-            # candidate, re-hashed before it is used.
-            view = open_readonly(catalog_path(store.url), timeout=5, allow_newer=True)
-    except Exception:  # noqa: BLE001 - no catalog there, or unreadable: the same path only
-        return []
-    try:
-        return [r.path for r in view.by_hash(digest)]
-    except Exception:  # noqa: BLE001
-        return []
-    finally:
-        view.close()

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 from ingest import __version__
 from ingest.catalog import CATALOG_NAME, STATE_DIR
-from ingest.fsio import unreachable
 from ingest.kinds import classify
 from ingest.mhl import FOLDER as MHL_FOLDER
 from ingest.mhl import MhlEntry, add_generation, read_history, representable
@@ -127,7 +126,6 @@ def verify(cfg: VerifyConfig) -> VerifyResult:
                 _stopped(store, f"its catalog can no longer be written ({e})")
         if cfg.destination_reports:
             _add_mhl_generations(stores, run.facts, finished)
-
     report = build_report("verify", None, stores, records, None, started, finished, cfg,
                           decoders=run.versions)
     report["verify"] = verify_facts(
@@ -218,12 +216,15 @@ class VerifyRun:
     sent: dict[int, Pending] = field(default_factory=dict)
     previews: dict[str, set[str]] = field(default_factory=dict)  # root -> preview names
     versions: dict | None = None
+    peers: dict[str, Store | None] = field(default_factory=dict)  # opened once per run
+    lookups: repair.Lookups = field(default_factory=repair.Lookups)
     stop_reason: str | None = None
     checked: int = 0
     bytes_read: int = 0
 
     def check_all(self, due: list[Item]) -> None:
         cfg = self.cfg
+        self.stack.callback(self.lookups.close)
         self.previews = {s.url: set(s.contents(f"{STATE_DIR}/{PREVIEW_DIR}").values())
                          for s in self.archives}
         if cfg.backend == "dask" or cfg.scheduler:
@@ -348,9 +349,17 @@ class VerifyRun:
 
     def _repair(self, p: Pending, archive: Store) -> None:
         rec, item = p.rec, p.item
-        tmp = self.stack.enter_context(tempfile.TemporaryDirectory(prefix="ingest-repair-"))
+        # A download of a good object is kept beside the archive it restores when that is a
+        # folder: on the same disk, not in a temporary folder that may be RAM and too small.
+        near = None if archive.remote else os.path.join(archive.url, STATE_DIR)
+        try:
+            tmp = self.stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="ingest-repair-", dir=near if near and os.path.isdir(near) else None))
+        except OSError:
+            tmp = self.stack.enter_context(tempfile.TemporaryDirectory(prefix="ingest-repair-"))
         good, notes = repair.find_good_copy(item.row, item.rel, self._siblings(archive),
-                                            self.cfg.io, own=archive, tmp=tmp)
+                                            self.cfg.io, own=archive, tmp=tmp,
+                                            lookups=self.lookups)
         if good is None:
             why = "; ".join(notes) or "no other archive is known: name one on the command line"
             rec.detail += f"; no good copy found ({why})"
@@ -399,11 +408,14 @@ class VerifyRun:
             if peer in known:
                 continue
             known.add(peer)
-            try:
-                out.append(open_store(peer, endpoint=self.cfg.s3_endpoint, clock=self.cfg.clock,
-                                      background=False))
-            except UsageError:
-                continue  # a peer this machine cannot use (no extra installed): not a copy
+            if peer not in self.peers:
+                try:
+                    self.peers[peer] = open_store(peer, endpoint=self.cfg.s3_endpoint,
+                                                  clock=self.cfg.clock, background=False)
+                except UsageError:
+                    self.peers[peer] = None  # one this machine cannot use (an extra missing)
+            if self.peers[peer] is not None:
+                out.append(self.peers[peer])
         return [*out, archive]
 
     def _archive(self, root: str) -> Store:
@@ -472,11 +484,9 @@ class LocalChecks:
 
 def _gone(archive: Store) -> bool:
     """After a file could not be read: is it the whole archive that went away (unmounted, a
-    dead disk, a dropped share)? Then no finding about that file or any later one is true.
-    An object store answers per object: a missing object is a finding there."""
-    if archive.remote:
-        return False
-    why = unreachable(archive.url, archive.device)
+    dead disk, a dropped share, an endpoint that stopped answering)? Then no finding about
+    that file or any later one is true. A store that answers says the failure was the file's."""
+    why = archive.unreachable()
     if why:
         _stopped(archive, why)
     return why is not None
