@@ -212,6 +212,64 @@ def test_stock_cluster_gives_the_local_report_decode_included(archive, stock, tm
     assert any((f["decode"] or {}).get("verdict") == "damaged" for f in files)
 
 
+@needs_dask
+def test_a_bucket_on_a_stock_cluster_gives_the_local_report(built_card, tmp_path, monkeypatch):
+    """An object-store archive on Dask: each worker downloads the object for its hash task,
+    and again for its decode task (decoded only if that download hashes the same), so the
+    report equals a run on this machine, decode included."""
+    if not all(importlib.util.find_spec(m) for m in ("s3fs", "moto")):
+        pytest.skip("s3fs or moto is not installed (pip install 'ingest[s3]' 'moto[server]')")
+    import logging
+    import shutil
+
+    from distributed import LocalCluster
+    from moto.server import ThreadedMotoServer
+
+    from ingest.store.s3 import make_filesystem
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    # Set before the cluster starts: its worker processes inherit the credentials.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAINGESTDASKKEY0001")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "ingest-dask-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        fs = make_filesystem(endpoint)
+        fs.call_s3("create_bucket", Bucket="dask-archive")
+        card = tmp_path / "card"
+        shutil.copytree(built_card[0], card, symlinks=True)
+        disk = tmp_path / "disk"
+        disk.mkdir()
+        url = "s3://dask-archive/photos"
+        result = api.offload(str(card), [str(disk), url], decode=False,
+                             destination_reports=False, s3_endpoint=endpoint)
+        victim = sorted(r.copies[-1].path for r in result.records if r.kind == "raw")[0]
+        data = bytearray(fs.cat_file(f"dask-archive/photos/{victim}"))
+        data[len(data) // 2] ^= 0x10
+        fs.pipe_file(f"dask-archive/photos/{victim}", bytes(data))
+        with stock_config(), LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                          host="127.0.0.1", dashboard_address=None) as stock:
+            reports = {}
+            for name, extra in [("local", ["--jobs", "2"]),
+                                ("dask", ["--scheduler", stock.scheduler_address])]:
+                out = tmp_path / f"{name}.json"
+                run = CliRunner().invoke(verify_command, [url, "--s3-endpoint", endpoint,
+                                                          *extra, "--json", str(out)])
+                assert run.exit_code == 1, run.output  # the corrupt object, the damaged JPEG
+                reports[name] = json.loads(out.read_text())
+    finally:
+        server.stop()
+    assert _comparable(reports["dask"]) == _comparable(reports["local"])
+    files = {f["path"]: f for f in reports["dask"]["files"]}
+    assert files[victim]["status"] == "corrupt"
+    assert {"verified", "corrupt", "damaged"} == {f["status"] for f in files.values()}
+    assert any((f["decode"] or {}).get("verdict") == "ok" for f in files.values()
+               if f["kind"] == "raw")
+
+
 # --- faults: a decoder that crashes or hangs ------------------------------------------------
 
 _FAN_CLOEXEC, _FAN_CLASS_CONTENT = 0x1, 0x4
