@@ -251,7 +251,8 @@ def test_a_bucket_on_a_stock_cluster_gives_the_local_report(built_card, tmp_path
         data[len(data) // 2] ^= 0x10
         fs.pipe_file(f"dask-archive/photos/{victim}", bytes(data))
         with stock_config(), LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                          host="127.0.0.1", dashboard_address=None) as stock:
+                                          host="127.0.0.1",
+                                          dashboard_address="127.0.0.1:0") as stock:
             reports = {}
             for name, extra in [("local", ["--jobs", "2"]),
                                 ("dask", ["--scheduler", stock.scheduler_address])]:

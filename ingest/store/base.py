@@ -43,7 +43,10 @@ class Store(Protocol):
         run's session in it (stamped `started`, or now). UsageError / LockedError (exit 2)
         before anything is written."""
 
-    def open_readonly(self) -> ReadOnlyView: ...
+    def open_readonly(self, *, allow_newer: bool = False) -> ReadOnlyView:
+        """The catalog, read-only. `allow_newer`: also one a newer ingest wrote (for a
+        caller that proves whatever it reads by other means, as a repair re-hashes every
+        candidate). UsageError when there is none or it cannot be read."""
 
     def unreachable(self) -> str | None:
         """After a read failed: why the whole store cannot be reached now, in plain words,
@@ -90,18 +93,14 @@ class Store(Protocol):
 
 
 class ReadOnlyView(Protocol):
-    """What `ingest status` reads of a destination: no lock taken, nothing written."""
-
-    url: str
-    device_label: str
-    device_id: int
+    """A store's catalog as `status` and a repair's sibling lookups read it: no lock taken,
+    nothing written or migrated (`catalog.ReadOnlyCatalog` for a folder). An object store's
+    view also answers `problem(row)` (is the object there with its catalogued size?), since
+    a bucket has no file to stat."""
 
     def by_hash(self, digest: str) -> list[Row]: ...
 
     def acceptance(self, card_path: str, size: int, mtime_ns: int) -> Acceptance | None: ...
-
-    def problem(self, row: Row) -> str | None:
-        """None when the copy is there with its catalogued size; else what is wrong."""
 
     def close(self) -> None: ...
 

@@ -9,6 +9,7 @@ temp -> fsync -> rename, so a final name only ever holds whole, proven bytes.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -88,10 +89,11 @@ class LocalStore:
         dead disk, a dropped share, another disk under the same mount point), or None."""
         return fsio.unreachable(self.root, self.device)
 
-    def open_readonly(self) -> ReadOnlyCatalog:
+    def open_readonly(self, *, allow_newer: bool = False) -> ReadOnlyCatalog:
         try:
-            return open_readonly(catalog_path(self.root))
-        except Exception as e:  # noqa: BLE001 - sqlite3.Error: one line, exit 2
+            return open_readonly(catalog_path(self.root), timeout=5 if allow_newer else 30,
+                                 allow_newer=allow_newer)
+        except sqlite3.Error as e:  # one line, exit 2 (a newer catalog says so itself)
             raise UsageError(f"destination {self.root}: its catalog cannot be read ({e})") \
                 from None
 

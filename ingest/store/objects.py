@@ -612,8 +612,8 @@ class ObjectStore:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def open_readonly(self) -> ObjectReadOnly:
-        return ObjectReadOnly(self)
+    def open_readonly(self, *, allow_newer: bool = False) -> ObjectReadOnly:
+        return ObjectReadOnly(self, allow_newer=allow_newer)
 
 
 class ObjectReadOnly:
@@ -621,7 +621,7 @@ class ObjectReadOnly:
     read-only) and whether each copy is still there with its catalogued size. Nothing is
     written and no lock is taken."""
 
-    def __init__(self, store: ObjectStore):
+    def __init__(self, store: ObjectStore, *, allow_newer: bool = False):
         self.store = store
         self.url = self.root = store.url
         store.client.check_access()
@@ -634,7 +634,7 @@ class ObjectReadOnly:
             if not store.client.get_file(store.client.loc.key(CATALOG_KEY), path):
                 raise UsageError(f"destination {self.url} has no ingest catalog "
                                  f"({CATALOG_KEY}): nothing was offloaded there yet")
-            self.catalog = open_readonly(path, label=self.url)
+            self.catalog = open_readonly(path, label=self.url, allow_newer=allow_newer)
         except UsageError:
             self.close()
             raise

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ingest import fsio
-from ingest.catalog import Row, catalog_path, open_readonly
+from ingest.catalog import Row
 from ingest.store import Store
 from ingest.verify.plan import disk_path
 
@@ -81,11 +81,9 @@ class Lookups:
 
 def _open_view(store: Store):
     try:
-        if store.remote:
-            return store.open_readonly()
         # One a newer ingest wrote is still read: each path found here is only a candidate,
         # re-hashed before it is used.
-        return open_readonly(catalog_path(store.url), timeout=5, allow_newer=True)
+        return store.open_readonly(allow_newer=True)
     except Exception:  # noqa: BLE001 - no catalog there, or unreadable: the same path only
         return None
 
