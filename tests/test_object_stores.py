@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rigs.s3 import moto_server
 
 from ingest import api
 from ingest.cli import cli
@@ -71,25 +72,8 @@ class Target:
 def s3_endpoint():
     if not HAVE_S3:
         pytest.skip("s3fs or moto is not installed (pip install 'ingest[s3]' 'moto[server]')")
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
-        mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
-                     "AWS_ENDPOINT_URL_S3"):
-            mp.delenv(name, raising=False)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        try:
-            yield f"http://{host}:{port}"
-        finally:
-            server.stop()
+    with moto_server(KEY_ID, SECRET) as (endpoint, _server):
+        yield endpoint
 
 
 @pytest.fixture(params=["memory", "s3"])
@@ -340,47 +324,32 @@ def test_a_repair_that_fails_leaves_the_store_as_it_was_and_keeps_nothing(card, 
     fs.rm(f"/{name}", recursive=True)
 
 
-def test_a_bucket_that_stops_answering_mid_verify_is_not_checked_not_corrupt(card, tmp_path,
-                                                                             monkeypatch):
+def test_a_bucket_that_stops_answering_mid_verify_is_not_checked_not_corrupt(card, tmp_path):
     """The S3 endpoint goes away while verify downloads: the files after it are "not
     checked" and the bucket is named as the archive that stopped, as for an unplugged disk;
     no file is called corrupt, and the run still ends with its report."""
     if not HAVE_S3:
         pytest.skip("s3fs or moto is not installed (pip install 'ingest[s3]' 'moto[server]')")
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
     from ingest.store.s3 import make_filesystem
     from ingest.verify import VerifyConfig
     from ingest.verify.run import verify
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    make_filesystem(endpoint).call_s3("create_bucket", Bucket="going")
     url = "s3://going/archive"
     disk = tmp_path / "disk"
     disk.mkdir()
-    api.offload(str(card), [str(disk), url], jobs=2, decode=False, s3_endpoint=endpoint)
     checked = []
+    with moto_server(KEY_ID, SECRET) as (endpoint, server):
+        make_filesystem(endpoint).call_s3("create_bucket", Bucket="going")
+        api.offload(str(card), [str(disk), url], jobs=2, decode=False, s3_endpoint=endpoint)
 
-    def progress(event, **info):
-        if event == "file_checked" and info["root"] == url:
-            checked.append(info["path"])
-            if len(checked) == 3:
-                server.stop()
+        def progress(event, **info):
+            if event == "file_checked" and info["root"] == url:
+                checked.append(info["path"])
+                if len(checked) == 3:
+                    server.stop()
 
-    try:
         result = verify(VerifyConfig([url, str(disk)], jobs=1, decode=False,
                                      s3_endpoint=endpoint, progress=progress))
-    finally:
-        server.stop()
     bucket = [r for r in result.records if r.copies[0].destination == url]
     statuses = {str(r.status) for r in bucket}
     assert "corrupt" not in statuses and "missing" not in statuses, statuses

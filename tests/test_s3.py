@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rigs.s3 import moto_server, s3_missing
 
 from ingest import api
 from ingest.cli.verify import verify as verify_command
@@ -34,27 +35,10 @@ MIB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def endpoint():
-    if not HAVE_S3:
-        pytest.skip("s3fs or moto is not installed (pip install 'ingest[s3]' 'moto[server]')")
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
-        mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
-                     "AWS_ENDPOINT_URL_S3"):
-            mp.delenv(name, raising=False)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        try:
-            yield f"http://{host}:{port}"
-        finally:
-            server.stop()
+    if s3_missing():
+        pytest.skip(s3_missing())
+    with moto_server(KEY_ID, SECRET) as (endpoint, _server):
+        yield endpoint
 
 
 @pytest.fixture()
