@@ -333,17 +333,11 @@ def _fill_object_store(remote, records: list[FileRecord], finished) -> None:
     try:
         with ThreadPoolExecutor(PREVIEW_UPLOADS, "preview-upload") as pool:
             list(pool.map(upload, previews))
-        copies = [(r, c) for r in records for c in r.copies
-                  if c.destination == remote.url and c.verified and representable(c.path)]
-        if not copies:
-            return
+        if not any(c.destination == remote.url and c.verified
+                   for r in records for c in r.copies):
+            return  # nothing went there: no need to fetch its history
         with remote.folder(MHL_FOLDER) as root:
-            known = read_history(Path(root))
-            entries = [MhlEntry(c.path, r.size, r.mtime_ns, r.xxh3_128, "original", finished)
-                       for r, c in copies if c.action == "copied" or c.path not in known]
-            if entries:
-                add_generation(Path(root), entries, process="transfer",
-                               tool_version=__version__, now=finished)
+            _transfer_generation(Path(root), remote.url, records, finished)
     except (OSError, ValueError) as e:
         remote.dead = remote.dead or f"could not write previews or the ASC MHL history: {e}"
 
@@ -604,18 +598,25 @@ def _add_mhl_generations(dests: list[Destination], records: list[FileRecord], no
     """One ASC MHL generation per destination for the files this run copied there."""
     for d in (d for d in dests if not d.dead):
         try:
-            # Copies a killed run made come back as `existing`: they join the history once.
-            known = read_history(Path(d.root)) if any(
-                c.action == "existing" for r in records for c in r.copies) else {}
-            entries = [MhlEntry(c.path, r.size, r.mtime_ns, r.xxh3_128, "original", now)
-                       for r in records for c in r.copies
-                       if c.destination == d.root and c.verified and representable(c.path)
-                       and (c.action == "copied" or c.path not in known)]
-            if entries:
-                add_generation(Path(d.root), entries, process="transfer",
-                               tool_version=__version__, now=now)
+            _transfer_generation(Path(d.root), d.root, records, now)
         except (OSError, ValueError) as e:
             d.dead = d.dead or f"could not write the ASC MHL history: {e}"
+
+
+def _transfer_generation(history_root: Path, destination: str, records: list[FileRecord],
+                         now) -> None:
+    """Append one `transfer` generation to the ASC MHL history under `history_root` for the
+    copies of `records` in `destination`. Copies a killed run made come back as `existing`:
+    they join the history once."""
+    copies = [(r, c) for r in records for c in r.copies
+              if c.destination == destination and c.verified and representable(c.path)]
+    known = read_history(history_root) if any(c.action == "existing" for _, c in copies) \
+        else {}
+    entries = [MhlEntry(c.path, r.size, r.mtime_ns, r.xxh3_128, "original", now)
+               for r, c in copies if c.action == "copied" or c.path not in known]
+    if entries:
+        add_generation(history_root, entries, process="transfer", tool_version=__version__,
+                       now=now)
 
 
 def _apply_decode(rec: FileRecord, result: dict) -> None:

@@ -52,13 +52,18 @@ def hash_check(abs_path: str, row: Row, io: FileIO) -> HashCheck:
     except OSError as e:
         return done(Status.CORRUPT, f"could not be read: {e.strerror or e}",
                     mtime=st.st_mtime_ns)
+    status, detail = compare(row, digest, nbytes)
+    return done(status, detail, digest, nbytes, st.st_mtime_ns)
+
+
+def compare(row: Row, digest: str, nbytes: int) -> tuple[Status, str]:
+    """What bytes read now say against the catalog row's size and hash from ingest."""
     if nbytes != row.size:
-        return done(Status.CORRUPT, f"size is now {nbytes} bytes, was {row.size} at ingest",
-                    digest, nbytes, st.st_mtime_ns)
+        return Status.CORRUPT, f"size is now {nbytes} bytes, was {row.size} at ingest"
     if digest != row.xxh3_128:
-        return done(Status.CORRUPT, f"content changed since ingest (xxh3-128 now {digest}, "
-                    f"was {row.xxh3_128})", digest, nbytes, st.st_mtime_ns)
-    return done(Status.VERIFIED, "", digest, nbytes, st.st_mtime_ns)
+        return Status.CORRUPT, (f"content changed since ingest (xxh3-128 now {digest}, "
+                                f"was {row.xxh3_128})")
+    return Status.VERIFIED, ""
 
 
 def wants_decode(row: Row) -> bool:

@@ -113,12 +113,7 @@ def read_for_check(store: Store, rel: str, row: Row, io: FileIO, keep: bool,
     except Exception as e:  # noqa: BLE001 - a per-file failure is a status
         return _discarded(local, HashCheck(Status.CORRUPT, f"could not be read: {e}", None, 0,
                                            None, time.perf_counter() - t0))
-    status, detail = Status.VERIFIED, ""
-    if nbytes != row.size:
-        status, detail = Status.CORRUPT, f"size is now {nbytes} bytes, was {row.size} at ingest"
-    elif digest != row.xxh3_128:
-        status, detail = Status.CORRUPT, (f"content changed since ingest (xxh3-128 now {digest}, "
-                                          f"was {row.xxh3_128})")
+    status, detail = check.compare(row, digest, nbytes)
     hc = HashCheck(status, detail, digest, nbytes, row.mtime_ns, time.perf_counter() - t0)
     return Read(hc, local, download=local is not None)
 
